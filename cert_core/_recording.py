@@ -1,0 +1,485 @@
+"""Where records go: active recorders, the default writer, and the ``@trace`` decorator.
+
+A record made anywhere (``@trace``, a connector) is handed to :func:`record_call`, which passes it
+to every *active recorder*: those entered with :func:`recording` in the current context (a
+``contextvars`` stack, so asyncio tasks and ``contextvars.copy_context()`` threads inherit it) and
+the process-wide ones added with :func:`add_recorder` (how the pytest plugin sees calls from threads
+a test starts). When no recorder is active, the record goes to the default writer: the file named
+by :func:`configure` or the ``CERT_LOG_PATH`` environment variable, else ``cert_traces.jsonl``.
+``@trace(log_path=...)`` always writes its own file as well.
+
+A failing recorder never breaks the traced code: its exception is counted in
+:func:`recording_stats` and logged once.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import functools
+import inspect
+import logging
+import os
+import reprlib
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, overload
+
+import msgspec
+
+from ._records import CallError, TraceRecord, format_timestamp, new_span_id, new_trace_id
+from ._store import TraceWriter
+
+__all__ = [
+    "DEFAULT_LOG_PATH",
+    "Recorder",
+    "RecordingStats",
+    "Span",
+    "add_recorder",
+    "configure",
+    "current_span",
+    "record_call",
+    "recording",
+    "recording_stats",
+    "remove_recorder",
+    "start_span",
+    "trace",
+]
+
+logger = logging.getLogger("cert_core")
+
+DEFAULT_LOG_PATH = "cert_traces.jsonl"
+#: Longest repr kept for one captured argument or return value.
+DEFAULT_MAX_REPR = 1000
+
+
+class Recorder(Protocol):
+    """Anything that accepts finished records: a test's collector, a writer, a list adapter."""
+
+    def record(self, record: TraceRecord) -> None: ...
+
+
+class Span(msgspec.Struct, frozen=True, gc=False):
+    """The ids of the call being traced in this context; children take ``span_id`` as parent."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None = None
+
+
+@dataclasses.dataclass
+class RecordingStats:
+    """Problems met while routing records (never raised into user code)."""
+
+    recorder_errors: int = 0
+    capture_errors: int = 0
+    last_error: str | None = None
+
+
+_current_span: contextvars.ContextVar[Span | None] = contextvars.ContextVar("cert_current_span", default=None)
+_context_recorders: contextvars.ContextVar[tuple[Recorder, ...]] = contextvars.ContextVar(
+    "cert_recorders", default=()
+)
+_global_recorders: tuple[Recorder, ...] = ()
+_registry_lock = threading.Lock()
+_stats = RecordingStats()
+_reported: set[str] = set()
+_default_writer: TraceWriter | None = None
+_default_path: Path | None = None
+_writers_by_path: dict[Path, TraceWriter] = {}
+
+
+def current_span() -> Span | None:
+    """The span of the innermost traced call running in this context, if any."""
+    return _current_span.get()
+
+
+def start_span() -> Span:
+    """Ids for a new span: a child of the current span, or the root of a new trace."""
+    parent = _current_span.get()
+    if parent is None:
+        return Span(new_trace_id(), new_span_id())
+    return Span(parent.trace_id, new_span_id(), parent.span_id)
+
+
+@contextmanager
+def recording(recorder: Recorder) -> Iterator[Recorder]:
+    """Send every record made in this context (and tasks it starts) to ``recorder`` too."""
+    token = _context_recorders.set((*_context_recorders.get(), recorder))
+    try:
+        yield recorder
+    finally:
+        _context_recorders.reset(token)
+
+
+def add_recorder(recorder: Recorder) -> None:
+    """Register a process-wide recorder: it sees records from every thread and task."""
+    global _global_recorders
+    with _registry_lock:
+        if recorder not in _global_recorders:
+            _global_recorders = (*_global_recorders, recorder)
+
+
+def remove_recorder(recorder: Recorder) -> None:
+    """Undo :func:`add_recorder` (no error if it was not registered)."""
+    global _global_recorders
+    with _registry_lock:
+        _global_recorders = tuple(r for r in _global_recorders if r is not recorder)
+
+
+def recording_stats() -> RecordingStats:
+    """A snapshot of the routing problem counters."""
+    with _registry_lock:
+        return dataclasses.replace(_stats)
+
+
+def _note_problem(kind: str, message: str) -> None:
+    with _registry_lock:
+        if kind == "recorder":
+            _stats.recorder_errors += 1
+        else:
+            _stats.capture_errors += 1
+        _stats.last_error = message
+        first = kind not in _reported
+        _reported.add(kind)
+    if first:
+        logger.error("cert: %s (further problems of this kind are only counted)", message)
+
+
+def configure(*, log_path: str | os.PathLike[str] | None) -> None:
+    """Set the default trace file (used when no recorder is active); ``None`` restores the default."""
+    global _default_writer, _default_path
+    with _registry_lock:
+        writer, _default_writer = _default_writer, None
+        _default_path = Path(log_path) if log_path is not None else None
+    if writer is not None:
+        writer.close()
+
+
+def _writer_for(path: Path) -> TraceWriter:
+    """The one open writer of a file, so decorators naming the same file share one chain."""
+    key = path.absolute()
+    with _registry_lock:
+        writer = _writers_by_path.get(key)
+        if writer is None or writer._closed:  # closed at exit or by the user: start a new chain
+            writer = _writers_by_path[key] = TraceWriter(path)
+    return writer
+
+
+def _default_sink() -> TraceWriter:
+    global _default_writer
+    writer = _default_writer
+    if writer is None or writer._closed:
+        path = _default_path or Path(os.environ.get("CERT_LOG_PATH") or DEFAULT_LOG_PATH)
+        writer = _writer_for(path)
+        with _registry_lock:
+            _default_writer = writer
+    return writer
+
+
+def record_call(record: TraceRecord, *, writer: TraceWriter | None = None) -> None:
+    """Route a finished record to the active recorders (or the default file) and to ``writer``.
+
+    Connectors and ``@trace`` call this; it never raises.
+    """
+    recorders = _context_recorders.get()
+    if _global_recorders:
+        recorders += _global_recorders
+    for recorder in recorders:
+        try:
+            recorder.record(record)
+        except Exception as exc:  # a broken recorder must not break the traced call
+            _note_problem("recorder", f"recorder {recorder!r} failed: {type(exc).__name__}: {exc}")
+    if writer is not None:
+        writer.write(record)
+    elif not recorders:
+        try:
+            sink = _default_sink()
+        except Exception as exc:  # e.g. an invalid CERT_LOG_PATH; counted, never raised
+            _note_problem("recorder", f"default trace file unavailable: {type(exc).__name__}: {exc}")
+            return
+        sink.write(record)
+
+
+_repr = reprlib.Repr()
+_repr.maxstring = DEFAULT_MAX_REPR
+_repr.maxother = DEFAULT_MAX_REPR
+_repr.maxlong = DEFAULT_MAX_REPR
+_repr.maxlevel = 4
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 50
+
+
+def _capture(value: Any, limit: int) -> str:
+    try:
+        text = _repr.repr(value)
+    except Exception as exc:  # a user __repr__ that raises must not break the call
+        _note_problem("capture", f"repr() of {type(value).__name__} failed: {exc}")
+        return f"<{type(value).__name__}: repr failed>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _message(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception:  # an exception whose __str__ fails still gets recorded
+        return f"<{type(error).__name__}: str() failed>"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Tracer:
+    """The configured decorator; one instance per ``@trace(...)`` use."""
+
+    def __init__(
+        self,
+        name: str | None,
+        log_path: str | os.PathLike[str] | None,
+        metadata: Mapping[str, Any] | None,
+        capture: bool,
+        max_repr: int,
+    ) -> None:
+        self.name = name
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.metadata = dict(metadata) if metadata else None
+        self.capture = capture
+        self.max_repr = max_repr
+        self._writer: TraceWriter | None = None
+
+    def _own_writer(self) -> TraceWriter | None:
+        if self.log_path is None:
+            return None
+        if self._writer is None or self._writer._closed:
+            self._writer = _writer_for(self.log_path)
+        return self._writer
+
+    def __call__(self, fn: F) -> F:
+        name = self.name or f"{fn.__module__}.{fn.__qualname__}"
+        if inspect.isasyncgenfunction(fn):
+            return self._wrap_async_gen(fn, name)  # type: ignore[return-value]
+        if inspect.isgeneratorfunction(fn):
+            return self._wrap_gen(fn, name)  # type: ignore[return-value]
+        if inspect.iscoroutinefunction(fn):
+            return self._wrap_async(fn, name)  # type: ignore[return-value]
+        return self._wrap_sync(fn, name)  # type: ignore[return-value]
+
+    def _input(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not self.capture:
+            return None
+        limit = self.max_repr
+        return {
+            "args": [_capture(a, limit) for a in args],
+            "kwargs": {k: _capture(v, limit) for k, v in kwargs.items()},
+        }
+
+    def _emit(
+        self,
+        span: Span,
+        name: str,
+        start_ns: int,
+        t0: int,
+        inputs: Any,
+        output: Any,
+        error: BaseException | None,
+    ) -> None:
+        duration_ns = time.perf_counter_ns() - t0
+        record = TraceRecord(
+            trace_id=span.trace_id,
+            span_id=span.span_id,
+            parent_span_id=span.parent_span_id,
+            start_time=format_timestamp(start_ns),
+            end_time=format_timestamp(start_ns + duration_ns),
+            duration_ms=duration_ns / 1e6,
+            kind="function",
+            function=name,
+            input=inputs,
+            output=output,
+            error=None
+            if error is None
+            else CallError(type=type(error).__qualname__, message=_message(error)),
+            metadata=self.metadata,
+        )
+        record_call(record, writer=self._own_writer())
+
+    def _wrap_sync(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def traced(*args: Any, **kwargs: Any) -> Any:
+            inputs = self._input(args, kwargs)
+            span = start_span()
+            token = _current_span.set(span)
+            start_ns = time.time_ns()
+            t0 = time.perf_counter_ns()
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                _current_span.reset(token)
+                self._emit(span, name, start_ns, t0, inputs, None, exc)
+                raise
+            _current_span.reset(token)
+            output = _capture(result, self.max_repr) if self.capture else None
+            self._emit(span, name, start_ns, t0, inputs, output, None)
+            return result
+
+        return traced
+
+    def _wrap_async(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        async def traced(*args: Any, **kwargs: Any) -> Any:
+            inputs = self._input(args, kwargs)
+            span = start_span()
+            token = _current_span.set(span)
+            start_ns = time.time_ns()
+            t0 = time.perf_counter_ns()
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                _current_span.reset(token)
+                self._emit(span, name, start_ns, t0, inputs, None, exc)
+                raise
+            _current_span.reset(token)
+            output = _capture(result, self.max_repr) if self.capture else None
+            self._emit(span, name, start_ns, t0, inputs, output, None)
+            return result
+
+        return traced
+
+    def _gen_output(self, items: list[str], count: int) -> Any:
+        return {"yielded": count, "items": items} if self.capture else None
+
+    def _wrap_gen(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+        keep = 50
+
+        @functools.wraps(fn)
+        def traced(*args: Any, **kwargs: Any) -> Any:
+            span = start_span()
+            start_ns = time.time_ns()
+            t0 = time.perf_counter_ns()
+            inputs = self._input(args, kwargs)
+            items: list[str] = []
+            count = 0
+            token = _current_span.set(span)
+            try:
+                gen = fn(*args, **kwargs)
+            finally:
+                _current_span.reset(token)
+            method, value = gen.send, None
+            try:
+                while True:
+                    token = _current_span.set(span)
+                    try:
+                        item = method(value)
+                    finally:
+                        _current_span.reset(token)
+                    count += 1
+                    if self.capture and len(items) < keep:
+                        items.append(_capture(item, self.max_repr))
+                    try:
+                        value, method = (yield item), gen.send
+                    except GeneratorExit:
+                        gen.close()
+                        raise
+                    except BaseException as exc:
+                        method, value = gen.throw, exc
+            except StopIteration as stop:
+                self._emit(span, name, start_ns, t0, inputs, self._gen_output(items, count), None)
+                return stop.value
+            except GeneratorExit:
+                self._emit(span, name, start_ns, t0, inputs, self._gen_output(items, count), None)
+                raise
+            except BaseException as exc:
+                self._emit(span, name, start_ns, t0, inputs, self._gen_output(items, count), exc)
+                raise
+
+        return traced
+
+    def _wrap_async_gen(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+        keep = 50
+
+        @functools.wraps(fn)
+        async def traced(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            span = start_span()
+            start_ns = time.time_ns()
+            t0 = time.perf_counter_ns()
+            inputs = self._input(args, kwargs)
+            items: list[str] = []
+            count = 0
+            token = _current_span.set(span)
+            try:
+                agen = fn(*args, **kwargs)
+            finally:
+                _current_span.reset(token)
+            method, value = agen.asend, None
+            try:
+                while True:
+                    token = _current_span.set(span)
+                    try:
+                        item = await method(value)
+                    finally:
+                        _current_span.reset(token)
+                    count += 1
+                    if self.capture and len(items) < keep:
+                        items.append(_capture(item, self.max_repr))
+                    try:
+                        value, method = (yield item), agen.asend
+                    except GeneratorExit:
+                        await agen.aclose()
+                        raise
+                    except BaseException as exc:
+                        method, value = agen.athrow, exc
+            except StopAsyncIteration:
+                self._emit(span, name, start_ns, t0, inputs, self._gen_output(items, count), None)
+            except GeneratorExit:
+                self._emit(span, name, start_ns, t0, inputs, self._gen_output(items, count), None)
+                raise
+            except BaseException as exc:
+                self._emit(span, name, start_ns, t0, inputs, self._gen_output(items, count), exc)
+                raise
+
+        return traced
+
+
+@overload
+def trace(fn: F, /) -> F: ...
+
+
+@overload
+def trace(
+    fn: None = None,
+    /,
+    *,
+    name: str | None = None,
+    log_path: str | os.PathLike[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    capture: bool = True,
+    max_repr: int = DEFAULT_MAX_REPR,
+) -> Callable[[F], F]: ...
+
+
+def trace(
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    log_path: str | os.PathLike[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    capture: bool = True,
+    max_repr: int = DEFAULT_MAX_REPR,
+) -> F | Callable[[F], F]:
+    """Record each call of a function as a ``kind="function"`` trace record.
+
+    Works on sync, async, generator and async-generator functions, as ``@trace`` or
+    ``@trace(log_path="traces.jsonl", metadata={...})``. Records the qualified name, the arguments
+    and the return value (``repr``, each cut to ``max_repr`` characters; ``capture=False`` records
+    neither), the duration, and an exception (recorded, then re-raised unchanged). A generator's
+    span runs from its creation to its end and records how many items it yielded. Calls nested in
+    a traced call get its span as ``parent_span_id``. LLM calls made inside are children too.
+    """
+    if max_repr < 8:
+        raise ValueError(f"max_repr must be at least 8 characters, got {max_repr}")
+    tracer = _Tracer(name, log_path, metadata, capture, max_repr)
+    if fn is not None:
+        return tracer(fn)
+    return tracer

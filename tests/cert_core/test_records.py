@@ -1,0 +1,270 @@
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import cert_core
+from cert_core import RecordError, TraceRecord, TraceWriter, read_traces
+from tests.conftest import make_record
+
+
+def test_record_round_trips_through_dict_and_validates_against_the_shipped_schema(
+    trace_schema: dict[str, Any],
+) -> None:
+    record = make_record(3, parent_span_id=cert_core.new_span_id(), finish_reasons=["stop"], stream=True)
+    data = record.to_dict()
+    jsonschema.validate(data, trace_schema)
+    assert data["schema"] == "cert.trace/1"
+    assert TraceRecord.from_dict(data) == record
+
+
+def test_llm_record_with_unknown_price_carries_explicit_null_cost(trace_schema: dict[str, Any]) -> None:
+    record = make_record(cost_usd=None, price_source=None, price_error="unknown model")
+    data = record.to_dict()
+    assert "cost_usd" in data
+    assert data["cost_usd"] is None
+    jsonschema.validate(data, trace_schema)
+    function = make_record(kind="function", cost_usd=None, provider=None, operation=None)
+    assert "cost_usd" not in function.to_dict()
+
+
+def test_timestamps_are_utc_with_microseconds() -> None:
+    ns = 1_764_000_000_123_456_789
+    text = cert_core.format_timestamp(ns)
+    assert text == "2025-11-24T16:00:00.123456Z"
+    assert cert_core.parse_timestamp(text) == datetime(2025, 11, 24, 16, 0, 0, 123456, tzinfo=timezone.utc)
+    record = make_record()
+    assert record.start.tzinfo is not None
+    assert record.end > record.start
+
+
+def test_ids_are_w3c_hex() -> None:
+    trace_ids = {cert_core.new_trace_id() for _ in range(1000)}
+    span_ids = {cert_core.new_span_id() for _ in range(1000)}
+    assert len(trace_ids) == len(span_ids) == 1000
+    assert all(len(t) == 32 and int(t, 16) and t == t.lower() for t in trace_ids)
+    assert all(len(s) == 16 and int(s, 16) and s == s.lower() for s in span_ids)
+
+
+def test_ids_stay_unique_when_the_application_seeds_random() -> None:
+    import random
+
+    random.seed(7)
+    first = cert_core.new_trace_id()
+    random.seed(7)
+    assert cert_core.new_trace_id() != first
+
+
+BAD_FIELDS = [
+    ("trace_id", "XYZ" * 10 + "ab", "trace_id"),
+    ("trace_id", "0" * 32, "trace_id"),
+    ("trace_id", 12, "trace_id"),
+    ("span_id", "abc", "span_id"),
+    ("start_time", "2026-01-31 12:00:00", "start_time"),
+    ("start_time", "2026-13-31T12:00:00.000000Z", "start_time"),
+    ("end_time", "2026-02-30T12:00:00.000000Z", "end_time"),
+    ("duration_ms", -1, "duration_ms"),
+    ("duration_ms", "12", "duration_ms"),
+    ("duration_ms", True, "duration_ms"),
+    ("kind", "tool", "kind"),
+    ("operation", "chitchat", "operation"),
+    ("cost_usd", -0.5, "cost_usd"),
+    ("usage", {"input_tokens": -3}, "usage.input_tokens"),
+    ("usage", {"input_tokens": 1.5}, "usage.input_tokens"),
+    ("usage", {"prompt_tokens": 3}, "usage.prompt_tokens"),
+    ("finish_reasons", "stop", "finish_reasons"),
+    ("error", {"type": "X"}, "error.message"),
+    ("stream", "yes", "stream"),
+    ("seq", -1, "seq"),
+    ("prev", "f" * 63, "prev"),
+    ("surprise", 1, "surprise"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "named"), BAD_FIELDS)
+def test_from_dict_names_the_bad_field(
+    field: str, value: Any, named: str, trace_schema: dict[str, Any]
+) -> None:
+    data = make_record().to_dict()
+    data[field] = value
+    if field in ("seq", "prev"):
+        data.update({"chain": "a" * 32, "seq": 1, "prev": "0" * 64, field: value})
+    with pytest.raises(RecordError) as info:
+        TraceRecord.from_dict(data)
+    assert info.value.field == named
+    assert named in str(info.value)
+    # The JSON Schema rejects the same object (except calendar dates, which a pattern cannot see).
+    if "02-30" not in str(value) and "13-31" not in str(value):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(data, trace_schema)
+
+
+@pytest.mark.parametrize("missing", ["trace_id", "span_id", "start_time", "end_time", "duration_ms", "kind"])
+def test_missing_required_field_is_named(missing: str) -> None:
+    data = make_record().to_dict()
+    del data[missing]
+    with pytest.raises(RecordError, match=f"^{missing}: required field is missing"):
+        TraceRecord.from_dict(data)
+
+
+def test_chain_fields_go_together() -> None:
+    data = make_record().to_dict()
+    data["chain"] = "a" * 32
+    with pytest.raises(RecordError, match="go together"):
+        TraceRecord.from_dict(data)
+
+
+LEGACY = {
+    "timestamp": "2025-01-15T10:30:00Z",
+    "platform": "openai",
+    "model": "gpt-3.5-turbo",
+    "function": "my_function",
+    "input_data": "What is 2+2?",
+    "output_data": "2+2 equals 4",
+    "context": "Ground truth context for evaluation",
+    "cost": 0.000011,
+    "confidence": 0.94,
+    "metadata": {"tokens": {"prompt": 12, "completion": 5}, "latency_ms": 234, "service": "bot"},
+}
+
+
+def test_legacy_cert_record_is_converted(trace_schema: dict[str, Any]) -> None:
+    record = TraceRecord.from_dict(LEGACY)
+    assert record.schema == cert_core.LEGACY_SCHEMA
+    assert record.kind == "llm"
+    assert record.provider == "openai"
+    assert record.request_model == record.response_model == "gpt-3.5-turbo"
+    assert record.input == "What is 2+2?"
+    assert record.output == "2+2 equals 4"
+    assert record.reference == "Ground truth context for evaluation"
+    assert record.cost_usd == pytest.approx(0.000011)
+    assert record.evaluation == {"confidence": 0.94}
+    assert record.usage == cert_core.Usage(input_tokens=12, output_tokens=5)
+    assert record.duration_ms == 234
+    assert record.start_time == "2025-01-15T10:30:00.000000Z"
+    assert record.end_time == "2025-01-15T10:30:00.234000Z"
+    assert record.metadata == {"service": "bot"}
+    assert record.function == "my_function"
+    # Same line, same ids: reading a legacy log twice is stable.
+    assert TraceRecord.from_dict(dict(LEGACY)).trace_id == record.trace_id
+    jsonschema.validate(record.to_dict(), trace_schema)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"timestamp": "yesterday"}, "timestamp"),
+        ({"cost": "cheap"}, "cost"),
+        ({"metadata": {"latency_ms": -5}}, "metadata.latency_ms"),
+        ({"metadata": {"tokens": {"prompt": "12"}}}, "metadata.tokens.prompt"),
+        ({"platform": 3}, "platform"),
+    ],
+)
+def test_bad_legacy_record_names_the_field(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(RecordError) as info:
+        TraceRecord.from_dict({**LEGACY, **change})
+    assert info.value.field == field
+
+
+def test_records_are_immutable_and_replace_copies() -> None:
+    record = make_record()
+    with pytest.raises(AttributeError):
+        record.output = "changed"  # type: ignore[misc]
+    changed = record.replace(output="changed")
+    assert changed.output == "changed"
+    assert record.output == "answer 0"
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+hex_id = st.integers(1, 2**128 - 1).map(lambda n: f"{n:032x}")
+span = st.integers(1, 2**64 - 1).map(lambda n: f"{n:016x}")
+stamp = st.integers(0, 4_000_000_000_000_000).map(lambda us: cert_core.format_timestamp(us * 1000))
+counts = st.integers(0, 10**9)
+
+
+@st.composite
+def records(draw: st.DrawFn) -> TraceRecord:
+    kind = draw(st.sampled_from(["llm", "function"]))
+    optional = {
+        "parent_span_id": span,
+        "provider": st.text(max_size=20),
+        "operation": st.sampled_from(["chat", "text_completion", "embeddings", "responses"]),
+        "request_model": st.text(max_size=20),
+        "response_model": st.text(max_size=20),
+        "input": json_values,
+        "output": json_values,
+        "usage": st.builds(
+            cert_core.Usage,
+            input_tokens=counts,
+            output_tokens=counts,
+            cache_read_input_tokens=counts,
+            cache_creation_input_tokens=counts,
+            reasoning_tokens=counts,
+        ),
+        "usage_estimated": st.booleans(),
+        "cost_usd": st.floats(0, 1e6, allow_nan=False),
+        "price_source": st.text(max_size=20),
+        "price_error": st.text(max_size=20),
+        "finish_reasons": st.lists(st.text(max_size=10), max_size=3),
+        "stream": st.booleans(),
+        "ttft_ms": st.floats(0, 1e6, allow_nan=False),
+        "incomplete": st.booleans(),
+        "error": st.builds(
+            cert_core.CallError,
+            type=st.text(max_size=10),
+            message=st.text(max_size=30),
+            status=st.none() | counts,
+        ),
+        "request": st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+        "function": st.text(max_size=20),
+        "test_id": st.text(max_size=40),
+        "reference": json_values,
+        "evaluation": st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+        "metadata": st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+        "replayed": st.booleans(),
+    }
+    fields: dict[str, Any] = {}
+    for name, strategy in optional.items():
+        if draw(st.booleans()):
+            fields[name] = draw(strategy)
+    start = draw(stamp)
+    return TraceRecord(
+        trace_id=draw(hex_id),
+        span_id=draw(span),
+        start_time=start,
+        end_time=start,
+        duration_ms=draw(st.floats(0, 1e9, allow_nan=False)),
+        kind=kind,
+        **fields,
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(records(), min_size=1, max_size=5))
+def test_any_valid_record_survives_write_then_read_unchanged(
+    batch: list[TraceRecord], tmp_path: Path, trace_schema: dict[str, Any]
+) -> None:
+    path = tmp_path / f"{cert_core.new_span_id()}.jsonl"
+    with TraceWriter(path) as writer:
+        for record in batch:
+            writer.write(record)
+    back = list(read_traces(path))
+    assert [r.replace(chain=None, seq=None, prev=None) for r in back] == batch
+    assert [r.seq for r in back] == list(range(len(batch)))
+    for line in path.read_bytes().splitlines():
+        jsonschema.validate(msgspec.json.decode(line), trace_schema)

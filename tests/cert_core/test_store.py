@@ -1,0 +1,493 @@
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import cert_core
+from cert_core import FsyncPolicy, TraceReadError, TraceSourceError, TraceWriter, read_traces, verify_traces
+from tests.conftest import make_record
+
+
+def test_writer_appends_chained_lines_and_reader_gets_records_back(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    records = [make_record(i) for i in range(5)]
+    with TraceWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+        chain = writer.chain
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    assert len(lines) == 6
+    back = list(read_traces(path))
+    assert [r.replace(chain=None, seq=None, prev=None) for r in back] == records
+    assert [r.seq for r in back] == [0, 1, 2, 3, 4]
+    assert {r.chain for r in back} == {chain}
+    assert back[0].prev == cert_core.GENESIS
+    assert writer.stats.written == 5
+    assert writer.stats.dropped == 0
+
+
+def test_head_reports_the_last_line_hash(tmp_path: Path) -> None:
+    import hashlib
+
+    path = tmp_path / "t.jsonl"
+    writer = TraceWriter(path)
+    assert writer.head == (writer.chain, -1, cert_core.GENESIS)
+    writer.write(make_record(0))
+    writer.write(make_record(1))
+    _, seq, digest = writer.head
+    writer.close()
+    assert seq == 1
+    assert digest == hashlib.sha256(path.read_bytes().split(b"\n")[1]).hexdigest()
+
+
+def test_buffer_is_flushed_when_full_not_before(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    writer = TraceWriter(path, buffer_bytes=10_000, flush_interval=3600)
+    writer.write(make_record(0))
+    assert not path.exists() or path.stat().st_size == 0
+    while writer.stats.flushes == 0:
+        writer.write(make_record(1))
+    assert path.stat().st_size >= 10_000
+    writer.close()
+
+
+def test_idle_buffer_is_flushed_by_the_interval(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    writer = TraceWriter(path, buffer_bytes=1 << 30, flush_interval=0.2)
+    writer.write(make_record(0))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not (path.exists() and path.stat().st_size):
+        time.sleep(0.05)
+    assert path.stat().st_size > 0, "the background flusher never wrote the idle buffer"
+    writer.close()
+
+
+def test_buffered_records_are_written_at_interpreter_exit(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    code = f"""
+        import cert_core
+        from tests.conftest import make_record
+        w = cert_core.TraceWriter({str(path)!r}, buffer_bytes=1 << 30, flush_interval=3600)
+        for i in range(7):
+            w.write(make_record(i))
+        # no flush, no close: the atexit hook must write them
+    """
+    subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=True, cwd=Path(__file__).parents[2])
+    assert len(list(read_traces(path))) == 7
+    assert verify_traces(path).exit_code == 0
+
+
+@pytest.mark.parametrize("policy", ["never", "flush", "always", FsyncPolicy.ALWAYS])
+def test_fsync_policies_write_everything(tmp_path: Path, policy: str) -> None:
+    path = tmp_path / "t.jsonl"
+    with TraceWriter(path, fsync=policy) as writer:
+        for i in range(3):
+            writer.write(make_record(i))
+        if FsyncPolicy(policy) is FsyncPolicy.ALWAYS:
+            assert writer.stats.flushes == 3  # every record is on disk at once
+    assert len(list(read_traces(path))) == 3
+
+
+def test_bad_writer_settings_are_refused_with_the_accepted_values(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fsync must be one of never, flush, always; got 'sometimes'"):
+        TraceWriter(tmp_path / "t.jsonl", fsync="sometimes")
+    with pytest.raises(ValueError, match="flush_interval"):
+        TraceWriter(tmp_path / "t.jsonl", flush_interval=0)
+
+
+def test_io_failure_never_raises_and_is_counted_and_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    writer = TraceWriter(blocker / "t.jsonl", buffer_bytes=0)
+    with caplog.at_level(logging.ERROR, logger="cert_core"):
+        for i in range(3):
+            writer.write(make_record(i))  # each tries to flush and fails
+        writer.flush()
+        writer.close()
+    stats = writer.stats
+    assert stats.errors >= 3
+    assert stats.dropped == 3
+    assert stats.written == 0
+    assert "write failed" in (stats.last_error or "") or "could not be written" in (stats.last_error or "")
+    assert len([r for r in caplog.records if r.name == "cert_core"]) == 1
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_disk_full_keeps_records_for_retry_then_counts_them(tmp_path: Path) -> None:
+    writer = TraceWriter("/dev/full", buffer_bytes=0)
+    writer.write(make_record(0))
+    assert writer.stats.errors == 1
+    assert writer.stats.dropped == 0  # kept for the next try
+    writer.close()
+    assert writer.stats.dropped == 1
+
+
+def test_values_json_cannot_express_are_written_as_repr_and_unencodable_records_dropped(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "t.jsonl"
+
+    class Thing:
+        def __repr__(self) -> str:
+            return "<Thing>"
+
+    with TraceWriter(path) as writer:
+        writer.write(make_record(0, metadata={"thing": Thing(), "tags": {"a"}, "raw": b"\xff"}))
+        looped: list[object] = []
+        looped.append(looped)
+        writer.write(make_record(1, metadata={"loop": looped}))
+    (back,) = read_traces(path)
+    assert back.metadata == {"thing": "<Thing>", "tags": ["a"], "raw": "/w=="}  # bytes as base64
+    assert writer.stats.dropped == 1
+    assert "could not be serialised" in (writer.stats.last_error or "")
+
+
+def test_write_after_close_is_counted_not_raised(tmp_path: Path) -> None:
+    writer = TraceWriter(tmp_path / "t.jsonl")
+    writer.close()
+    writer.close()  # idempotent
+    writer.write(make_record())
+    assert writer.stats.dropped == 1
+
+
+def test_records_from_another_file_join_this_writers_chain(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    with TraceWriter(first) as writer:
+        for i in range(3):
+            writer.write(make_record(i))
+    with TraceWriter(second) as writer:
+        for record in read_traces(first):
+            writer.write(record)
+    assert verify_traces(second).exit_code == 0
+    assert {r.chain for r in read_traces(second)} == {writer.chain}
+
+
+def test_eight_threads_share_one_file_without_tearing_or_loss(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    writer = TraceWriter(path, buffer_bytes=4096)
+
+    def work(t: int) -> None:
+        for i in range(5000):
+            writer.write(make_record(i, metadata={"thread": t, "i": i}))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.close()
+    records = list(read_traces(path))
+    assert len(records) == 40_000
+    assert {(r.metadata or {})["thread"] for r in records} == set(range(8))
+    for t in range(8):
+        mine = [(r.metadata or {})["i"] for r in records if (r.metadata or {})["thread"] == t]
+        assert mine == list(range(5000))  # each thread's records in its own order
+    report = verify_traces(path)
+    assert report.exit_code == 0, report.findings[:3]
+    assert report.chained == 40_000
+
+
+WRITER_PROCESS = """
+import sys
+import cert_core
+from tests.conftest import make_record
+path, worker, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with cert_core.TraceWriter(path, buffer_bytes=2048) as writer:
+    for i in range(count):
+        writer.write(make_record(i, metadata={"worker": worker, "i": i}))
+"""
+
+
+def test_four_processes_share_one_file_without_tearing_or_loss(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER_PROCESS, str(path), str(w), "5000"], cwd=Path(__file__).parents[2]
+        )
+        for w in range(4)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    records = list(read_traces(path))  # strict: every line parses
+    assert len(records) == 20_000
+    assert len({r.chain for r in records}) == 4
+    for w in range(4):
+        assert [(r.metadata or {})["i"] for r in records if (r.metadata or {})["worker"] == w] == list(
+            range(5000)
+        )
+    report = verify_traces(path)
+    assert report.exit_code == 0, report.findings[:3]
+    assert len(report.heads) == 4
+
+
+def test_forked_child_gets_its_own_chain(tmp_path: Path) -> None:
+    if not hasattr(os, "fork"):
+        pytest.skip("needs fork")
+    path = tmp_path / "t.jsonl"
+    writer = TraceWriter(path, buffer_bytes=1 << 20, flush_interval=3600)
+    writer.write(make_record(0))  # buffered in the parent at fork time
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            writer.write(make_record(1))
+            writer.close()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    writer.write(make_record(2))
+    writer.close()
+    records = list(read_traces(path))
+    assert sorted(r.output for r in records) == ["answer 0", "answer 1", "answer 2"]  # nothing twice
+    assert len({r.chain for r in records}) == 2
+    assert verify_traces(path).exit_code == 0
+
+
+KILLED_WRITER = """
+import os, sys
+import cert_core
+from tests.conftest import make_record
+path, buffer_bytes = sys.argv[1], int(sys.argv[2])
+writer = cert_core.TraceWriter(path, buffer_bytes=buffer_bytes, flush_interval=3600)
+i = 0
+while True:
+    writer.write(make_record(i))
+    os.write(1, b"%d\\n" % i)  # progress: record i has been handed to the writer
+    i += 1
+"""
+
+
+def test_sigkill_loses_only_the_unflushed_buffer(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    buffer_bytes = 16 * 1024
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(path), str(buffer_bytes)],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).parents[2],
+    )
+    assert proc.stdout is not None
+    reported = -1
+    while reported < 3000:
+        reported = int(proc.stdout.readline())
+    proc.send_signal(signal.SIGKILL)
+    rest = proc.stdout.read().split()
+    proc.wait()
+    proc.stdout.close()
+    handed = int(rest[-1]) + 1 if rest else reported + 1
+    records = list(read_traces(path, strict=False))
+    kept = [int(r.output.split()[1]) for r in records]
+    assert kept == list(range(len(kept))), "records lost from the middle"
+    line_bytes = path.stat().st_size // max(len(kept), 1)
+    lost = handed - len(kept)
+    assert 0 <= lost <= buffer_bytes // line_bytes + 2, (handed, len(kept))
+    report = verify_traces(path)
+    assert not report.tampered, report.findings
+    assert report.exit_code in (0, 3)
+
+
+def test_cut_short_write_is_a_truncated_tail_and_a_new_writer_starts_a_fresh_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    with TraceWriter(path) as writer:
+        for i in range(4):
+            writer.write(make_record(i))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 100])  # as a crash in the middle of the last write leaves it
+    report = verify_traces(path)
+    assert report.exit_code == 3
+    assert [f.kind for f in report.findings] == ["truncated"]
+    assert f"{path}:4" in report.findings[0].location
+    errors: list[TraceReadError] = []
+    assert len(list(read_traces(path, strict=False, on_error=errors.append))) == 3
+    assert errors[0].line == 4
+    with TraceWriter(path) as writer:  # a restarted writer appends after a newline
+        writer.write(make_record(9))
+    back = list(read_traces(path, strict=False))
+    assert back[-1].output == "answer 9"
+
+
+def test_rotation_keeps_the_chain_across_files(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    with TraceWriter(path, buffer_bytes=0, max_bytes=3000) as writer:
+        for i in range(20):
+            writer.write(make_record(i))
+    files = sorted(p.name for p in tmp_path.glob("t*.jsonl"))
+    assert "t.000001.jsonl" in files
+    assert len(files) >= 3
+    assert writer.stats.rotations == len(files) - 1
+    records = list(read_traces(tmp_path))
+    assert [r.seq for r in records] == list(range(20))
+    assert [r.output for r in records] == [f"answer {i}" for i in range(20)]
+    assert verify_traces(tmp_path).exit_code == 0
+    # The live file alone starts mid-chain: the earlier records are reported missing.
+    alone = verify_traces(path)
+    assert alone.exit_code == 1
+    assert "verify the earlier files too" in alone.findings[0].message
+
+
+def test_processes_rotating_one_file_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    code = WRITER_PROCESS.replace("buffer_bytes=2048", "buffer_bytes=2048, max_bytes=200_000")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(path), str(w), "1500"], cwd=Path(__file__).parents[2]
+        )
+        for w in range(3)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    records = list(read_traces(tmp_path))
+    assert len(records) == 4500
+    assert len(list(tmp_path.glob("t.*.jsonl"))) >= 2
+    report = verify_traces(tmp_path)
+    assert report.exit_code == 0, report.findings[:3]
+
+
+def test_reader_takes_gzip_directories_and_globs_in_rotation_order(tmp_path: Path) -> None:
+    with TraceWriter(tmp_path / "a.jsonl") as writer:
+        for i in range(3):
+            writer.write(make_record(i))
+    with gzip.open(tmp_path / "b.jsonl.gz", "wb") as gz:
+        gz.write((tmp_path / "a.jsonl").read_bytes())
+    assert len(list(read_traces(tmp_path / "b.jsonl.gz"))) == 3
+    assert len(list(read_traces(tmp_path))) == 6
+    assert len(list(read_traces(str(tmp_path / "*.jsonl*")))) == 6
+    assert len(list(read_traces([tmp_path / "a.jsonl", tmp_path / "b.jsonl.gz"]))) == 6
+
+
+def test_reader_orders_rotated_archives_before_the_live_file(tmp_path: Path) -> None:
+    for name in ("x.jsonl", "x.000010.jsonl", "x.000002.jsonl", "w.jsonl"):
+        (tmp_path / name).write_text("")
+    assert [p.name for p in cert_core.trace_files(tmp_path)] == [
+        "w.jsonl",
+        "x.000002.jsonl",
+        "x.000010.jsonl",
+        "x.jsonl",
+    ]
+
+
+def test_reader_streams_without_loading_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    with TraceWriter(path) as writer:
+        for i in range(3000):
+            writer.write(make_record(i))
+    stream = read_traces(path)
+    first = next(stream)
+    assert first.output == "answer 0"
+    stream.close()
+
+
+# Bad input: each case gives a message naming the file and the line.
+BAD_LINES = [
+    (b"\x00\xff\xfe garbage \x80", "<line>", "not UTF-8 text"),
+    (b'{"schema":"cert.trace/1","trace_id":"ab', "<line>", "not valid JSON"),
+    (b"[1, 2, 3]", "<line>", "expected a JSON object"),
+    (b'{"no_schema": true}', "schema", "required field is missing"),
+]
+
+
+@pytest.mark.parametrize(("line", "field", "problem"), BAD_LINES)
+def test_bad_line_is_named_by_file_line_and_field(
+    tmp_path: Path, line: bytes, field: str, problem: str
+) -> None:
+    path = tmp_path / "t.jsonl"
+    with TraceWriter(path) as writer:
+        writer.write(make_record(0))
+    with path.open("ab") as f:
+        f.write(line + b"\n")
+    with TraceWriter(path) as writer:
+        writer.write(make_record(2))
+    with pytest.raises(TraceReadError) as info:
+        list(read_traces(path))
+    assert str(info.value).startswith(f"{path}:2: {field}: ")
+    assert problem in str(info.value)
+    assert info.value.line == 2
+    errors: list[TraceReadError] = []
+    good = list(read_traces(path, strict=False, on_error=errors.append))
+    assert [r.output for r in good] == ["answer 0", "answer 2"]  # nothing already recorded is lost
+    assert [e.line for e in errors] == [2]
+
+
+def test_wrong_field_type_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    data = make_record().to_dict()
+    data["usage"] = {"input_tokens": "ten"}
+    path.write_text(json.dumps({"schema": "cert.trace/1", **data}) + "\n")
+    with pytest.raises(TraceReadError, match=r"t\.jsonl:1: usage\.input_tokens: Expected int, got str"):
+        list(read_traces(path))
+
+
+def test_tolerant_mode_logs_each_bad_line_without_a_callback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"oops\n\n" + json.dumps(make_record().to_dict()).encode() + b"\n{]\n")
+    with caplog.at_level(logging.WARNING, logger="cert_core"):
+        assert len(list(read_traces(path, strict=False))) == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(f"{path}:1: <line>" in m for m in messages)
+    assert any(f"{path}:4: <line>" in m for m in messages)
+
+
+def test_empty_file_yields_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    assert list(read_traces(path)) == []
+    assert verify_traces(path).exit_code == 4
+
+
+@pytest.mark.parametrize(
+    ("make_source", "message"),
+    [
+        (lambda p: p / "missing.jsonl", "missing.jsonl: no such file or directory"),
+        (lambda p: p, "no trace files"),
+        (lambda p: str(p / "*.nothing"), "no file matches this pattern"),
+    ],
+)
+def test_unusable_source_raises_a_clear_error(tmp_path: Path, make_source: object, message: str) -> None:
+    source = make_source(tmp_path)  # type: ignore[operator]
+    for strict in (True, False):
+        with pytest.raises(TraceSourceError, match=message):
+            list(read_traces(source, strict=strict))
+
+
+def test_damaged_gzip_is_reported_with_the_line_reached(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl.gz"
+    with gzip.open(path, "wb") as gz:
+        gz.write(b"".join(json.dumps(make_record(i).to_dict()).encode() + b"\n" for i in range(200)))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(TraceReadError, match="compressed data is damaged"):
+        list(read_traces(path))
+    errors: list[TraceReadError] = []
+    assert len(list(read_traces(path, strict=False, on_error=errors.append))) > 0
+    assert errors[0].field == "<file>"
+
+
+def test_legacy_cert_log_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "production.jsonl"
+    line = {
+        "timestamp": "2025-01-15T10:30:00Z",
+        "platform": "anthropic",
+        "model": "claude-3-haiku",
+        "input_data": "hi",
+        "output_data": "hello",
+        "cost": 0.0001,
+        "metadata": {"tokens": {"prompt": 3, "completion": 2}, "latency_ms": 100},
+    }
+    path.write_text(json.dumps(line) + "\n" + json.dumps({**line, "output_data": "hey"}) + "\n")
+    records = list(read_traces(path))
+    assert [r.output for r in records] == ["hello", "hey"]
+    assert records[0].schema == "cert.legacy"
+    assert records[0].usage == cert_core.Usage(input_tokens=3, output_tokens=2)
+    assert verify_traces(path).exit_code == 4  # legacy logs carry no chain: nothing to verify

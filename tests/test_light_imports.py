@@ -1,0 +1,98 @@
+"""The core and the plugin stay light: no torch, no sentence-transformers, and no pytest in cert_core."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import cert_core
+
+HEAVY = ("torch", "sentence_transformers", "transformers", "numpy", "genai_prices", "pydantic")
+
+
+@pytest.mark.parametrize("module", ["cert_core", "pytest_cert", "pytest_cert.plugin"])
+def test_import_loads_no_heavy_dependency(module: str) -> None:
+    code = f"import sys, {module}; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == ""
+
+
+def test_plain_tracing_loads_no_heavy_dependency(tmp_path: object) -> None:
+    code = (
+        "import sys, cert_core\n"
+        "f = cert_core.trace(log_path=sys.argv[1])(lambda x: x)\n"
+        "f(1)\n"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, f"{tmp_path}/t.jsonl"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == ""
+
+
+def test_cert_core_never_imports_pytest() -> None:
+    code = (
+        "import sys, cert_core, cert_core.cli\n"
+        "cert_core.price_call('openai', 'gpt-4o', {'input_tokens': 1})\n"
+        "print('pytest' in sys.modules, '_pytest' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "False False"
+
+
+def test_public_api_is_pinned() -> None:
+    # A change here is an API change: update CHANGELOG.md with it.
+    assert sorted(cert_core.__all__) == [
+        "CallError",
+        "CallPrice",
+        "ChainHead",
+        "DEFAULT_LOG_PATH",
+        "Finding",
+        "FsyncPolicy",
+        "GENESIS",
+        "LEGACY_SCHEMA",
+        "PriceConfigError",
+        "PriceOverride",
+        "RecordError",
+        "Recorder",
+        "RecordingStats",
+        "SCHEMA",
+        "Span",
+        "TraceReadError",
+        "TraceRecord",
+        "TraceSourceError",
+        "TraceWriter",
+        "Usage",
+        "VerifyReport",
+        "WriterStats",
+        "__version__",
+        "add_recorder",
+        "configure",
+        "configure_prices",
+        "current_span",
+        "format_timestamp",
+        "from_legacy",
+        "json_fallback",
+        "load_price_overrides",
+        "new_span_id",
+        "new_trace_id",
+        "parse_timestamp",
+        "price_call",
+        "read_traces",
+        "record_call",
+        "recording",
+        "recording_stats",
+        "remove_recorder",
+        "start_span",
+        "trace",
+        "trace_files",
+        "verify_traces",
+    ]
+    for name in cert_core.__all__:
+        assert hasattr(cert_core, name), name
