@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
 import os
 import threading
 from collections.abc import Mapping
@@ -177,7 +178,8 @@ def load_price_overrides(path: str | os.PathLike[str]) -> list[PriceOverride]:
                     raise PriceConfigError(f"{where}: prices[{index}].{name}: required field is missing")
                 continue
             if kind is float:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                number = isinstance(value, (int, float)) and not isinstance(value, bool)
+                if not number or not 0 <= value < math.inf:  # NaN fails both comparisons
                     raise PriceConfigError(
                         f"{where}: prices[{index}].{name}: expected a number >= 0 (USD per million tokens), "
                         f"got {value!r}"
@@ -314,20 +316,16 @@ def configure_prices(path: str | os.PathLike[str] | None) -> None:
 
 
 def _usage_counts(usage: Usage | Mapping[str, Any]) -> tuple[int, int, int, int] | str:
-    if isinstance(usage, Usage):  # validated on construction
-        return _check_cache(
-            usage.input_tokens,
-            usage.output_tokens,
-            usage.cache_read_input_tokens,
-            usage.cache_creation_input_tokens,
-        )
+    # A Usage built in Python is not validated by msgspec (only decoding is): check both forms.
     counts = []
-    for name in _USAGE_FIELDS[:4]:
-        value = usage.get(name, 0) or 0
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    for name in _USAGE_FIELDS:
+        value = getattr(usage, name) if isinstance(usage, Usage) else usage.get(name, 0)
+        if value is None:
+            value = 0
+        if type(value) is not int or value < 0:
             return f"usage.{name} must be an integer >= 0, got {value!r}"
         counts.append(value)
-    return _check_cache(*counts)
+    return _check_cache(counts[0], counts[1], counts[2], counts[3])
 
 
 def _check_cache(inp: int, out: int, cread: int, cwrite: int) -> tuple[int, int, int, int] | str:

@@ -30,7 +30,7 @@ from typing import Any, Protocol, TypeVar, overload
 
 import msgspec
 
-from ._records import CallError, TraceRecord, format_timestamp, new_span_id, new_trace_id
+from ._records import SCHEMA, CallError, TraceRecord, format_timestamp, new_span_id, new_trace_id
 from ._store import TraceWriter
 
 __all__ = [
@@ -204,20 +204,32 @@ def record_call(record: TraceRecord, *, writer: TraceWriter | None = None) -> No
         sink.write(record)
 
 
-_repr = reprlib.Repr()
-_repr.maxstring = DEFAULT_MAX_REPR
-_repr.maxother = DEFAULT_MAX_REPR
-_repr.maxlong = DEFAULT_MAX_REPR
-_repr.maxlevel = 4
-_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 50
+class _CaptureRepr(reprlib.Repr):
+    """reprlib with our limits, counting a ``__repr__`` that raises instead of hiding it."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = self.maxlong = limit
+        self.maxlevel = 4
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = self.maxfrozenset = self.maxdeque = 50
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        try:
+            text = repr(x)
+        except Exception as exc:  # a user __repr__ that raises must not break the call
+            _note_problem("capture", f"repr() of {type(x).__name__} failed: {type(exc).__name__}: {exc}")
+            return f"<{type(x).__name__}: repr failed>"
+        if len(text) > self.maxother:
+            half = max(0, (self.maxother - 3) // 2)
+            text = text[:half] + "..." + text[len(text) - half :]
+        return text
 
 
-def _capture(value: Any, limit: int) -> str:
-    try:
-        text = _repr.repr(value)
-    except Exception as exc:  # a user __repr__ that raises must not break the call
-        _note_problem("capture", f"repr() of {type(value).__name__} failed: {exc}")
-        return f"<{type(value).__name__}: repr failed>"
+_default_repr = _CaptureRepr(DEFAULT_MAX_REPR)
+
+
+def _capture(value: Any, limit: int, reprs: _CaptureRepr = _default_repr) -> str:
+    text = reprs.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -247,6 +259,7 @@ class _Tracer:
         self.metadata = dict(metadata) if metadata else None
         self.capture = capture
         self.max_repr = max_repr
+        self._reprs = _default_repr if max_repr == DEFAULT_MAX_REPR else _CaptureRepr(max_repr)
         self._writer: TraceWriter | None = None
 
     def _own_writer(self) -> TraceWriter | None:
@@ -271,8 +284,8 @@ class _Tracer:
             return None
         limit = self.max_repr
         return {
-            "args": [_capture(a, limit) for a in args],
-            "kwargs": {k: _capture(v, limit) for k, v in kwargs.items()},
+            "args": [_capture(a, limit, self._reprs) for a in args],
+            "kwargs": {k: _capture(v, limit, self._reprs) for k, v in kwargs.items()},
         }
 
     def _emit(
@@ -287,6 +300,7 @@ class _Tracer:
     ) -> None:
         duration_ns = time.perf_counter_ns() - t0
         record = TraceRecord(
+            schema=SCHEMA,
             trace_id=span.trace_id,
             span_id=span.span_id,
             parent_span_id=span.parent_span_id,
@@ -319,7 +333,7 @@ class _Tracer:
                 self._emit(span, name, start_ns, t0, inputs, None, exc)
                 raise
             _current_span.reset(token)
-            output = _capture(result, self.max_repr) if self.capture else None
+            output = _capture(result, self.max_repr, self._reprs) if self.capture else None
             self._emit(span, name, start_ns, t0, inputs, output, None)
             return result
 
@@ -340,7 +354,7 @@ class _Tracer:
                 self._emit(span, name, start_ns, t0, inputs, None, exc)
                 raise
             _current_span.reset(token)
-            output = _capture(result, self.max_repr) if self.capture else None
+            output = _capture(result, self.max_repr, self._reprs) if self.capture else None
             self._emit(span, name, start_ns, t0, inputs, output, None)
             return result
 
@@ -375,7 +389,7 @@ class _Tracer:
                         _current_span.reset(token)
                     count += 1
                     if self.capture and len(items) < keep:
-                        items.append(_capture(item, self.max_repr))
+                        items.append(_capture(item, self.max_repr, self._reprs))
                     try:
                         value, method = (yield item), gen.send
                     except GeneratorExit:
@@ -421,7 +435,7 @@ class _Tracer:
                         _current_span.reset(token)
                     count += 1
                     if self.capture and len(items) < keep:
-                        items.append(_capture(item, self.max_repr))
+                        items.append(_capture(item, self.max_repr, self._reprs))
                     try:
                         value, method = (yield item), agen.asend
                     except GeneratorExit:

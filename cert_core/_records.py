@@ -153,12 +153,15 @@ class TraceRecord(_Struct, frozen=True, kw_only=True):
 
     Immutable; :meth:`replace` makes a changed copy. Timestamps are kept as their wire strings so a
     record round-trips byte for byte; :attr:`start` and :attr:`end` give aware datetimes.
-    ``cost_usd`` is ``None`` when the price is unknown, and ``price_error`` then says why: it is
+    Every record states its ``schema`` (:data:`SCHEMA` for records made now). ``cost_usd`` is
+    ``None`` when the price is unknown, and ``price_error`` then says why: it is
     never a guess. ``chain``, ``seq`` and ``prev`` are set when a :class:`~cert_core.TraceWriter`
     writes the record.
     """
 
-    schema: Literal["cert.trace/1", "cert.legacy"] = SCHEMA
+    # Required, with no default: msgspec would otherwise accept a line that does not state its
+    # schema, and a default would be left out of the written line.
+    schema: Literal["cert.trace/1", "cert.legacy"]
     trace_id: TraceId
     span_id: SpanId
     parent_span_id: SpanId | None = None
@@ -208,8 +211,7 @@ class TraceRecord(_Struct, frozen=True, kw_only=True):
     def to_dict(self, *, chain: bool = True) -> dict[str, Any]:
         """The JSON object of this record: absent optional fields are left out, except that an LLM
         record always carries ``cost_usd`` (``null`` when the price is unknown)."""
-        out: dict[str, Any] = {"schema": self.schema}  # omitted by msgspec when it is the default
-        out.update(msgspec.to_builtins(self, enc_hook=json_fallback))
+        out: dict[str, Any] = msgspec.to_builtins(self, enc_hook=json_fallback)
         if self.kind == "llm" and self.cost_usd is None:
             out["cost_usd"] = None
         if not chain:

@@ -28,8 +28,8 @@ import contextlib
 import dataclasses
 import enum
 import glob
-import io
 import gzip
+import io
 import logging
 import os
 import re
@@ -47,7 +47,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from ._records import SCHEMA, RecordError, TraceRecord, check_formats, json_fallback, new_trace_id
+from ._records import RecordError, TraceRecord, check_formats, json_fallback, new_trace_id
 
 _HAS_FCNTL = sys.platform != "win32"  # Windows: rotation between processes is not coordinated
 if _HAS_FCNTL:
@@ -70,7 +70,6 @@ logger = logging.getLogger("cert_core")
 GENESIS = "0" * 64
 _ENCODER = msgspec.json.Encoder(enc_hook=json_fallback)
 _NULL_COST = b',"cost_usd":null'
-_SCHEMA_TAG = b'{"schema":"%s",' % SCHEMA.encode()
 _PREV_TAG = b',"prev":"'
 _END = b'"}'
 _TAIL_BYTES = 160  # the chain fields and newline added to each line
@@ -190,10 +189,7 @@ class TraceWriter:
                 self._stats.dropped += 1
                 self._fail(f"write after close of {self.path}")
             return
-        # msgspec leaves out fields equal to their default, ``schema`` included: every line states it.
-        head = _SCHEMA_TAG + body[1:-1] if record.schema == SCHEMA else body[:-1]
-        if record.cost_usd is None and record.kind == "llm":
-            head += _NULL_COST
+        head = body[:-1] + _NULL_COST if record.cost_usd is None and record.kind == "llm" else body[:-1]
         self._queue.append(head)
         # Unlocked counter: a lost update under threads only delays a flush by a few records.
         self._queued_bytes += len(head) + _TAIL_BYTES
@@ -236,6 +232,12 @@ class TraceWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def __del__(self) -> None:
+        # A writer dropped without close() still writes what it holds. close() contains its own
+        # I/O errors; anything else would be printed by Python as "Exception ignored in".
+        if not getattr(self, "_closed", True) and (self._queue or self._unwritten):
+            self.close()
 
     def __repr__(self) -> str:
         return f"<TraceWriter {str(self.path)!r} chain={self.chain} seq={self._seq}>"
@@ -379,7 +381,7 @@ def _ensure_flusher() -> None:
 
 
 def _flush_idle_writers() -> None:
-    while True:
+    while not _shutting_down:
         time.sleep(0.1)
         now = monotonic()
         for writer in list(_live_writers):
@@ -387,8 +389,13 @@ def _flush_idle_writers() -> None:
                 writer.flush()
 
 
+_shutting_down = False
+
+
 @atexit.register
 def _flush_all_at_exit() -> None:
+    global _shutting_down
+    _shutting_down = True  # the idle flusher stops before the interpreter tears down
     for writer in list(_live_writers):
         writer.close()
 
@@ -545,68 +552,152 @@ def read_traces(
     warning on the ``cert_core`` logger when no callback is given. A source that matches nothing
     raises :class:`TraceSourceError` in both modes.
     """
-    decode = _DECODER.decode
-    decode_errors = (msgspec.ValidationError, msgspec.DecodeError)
     for path in trace_files(source):
         name = str(path)
-        number = 0
-        size = _GZ_CHUNK if path.name.endswith(".gz") else _CHUNK
+        lines = _LineCounter(path)
         try:
-            with _open_binary(path) as stream:
-                rest = b""
-                while True:
-                    try:
-                        chunk = stream.read(size)
-                    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-                        raise TraceReadError(
-                            name, number + 1, "<file>", f"compressed data is damaged: {exc}"
-                        ) from exc
-                    if not chunk:
-                        lines = [rest] if rest else []
-                        rest = b""
-                    else:
-                        lines = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
-                        rest = lines.pop()
-                    for index, raw in enumerate(lines):
-                        try:
-                            # Decode and type-check in one pass (C). Our lines state their schema
-                            # first; anything else takes the slow path, which also requires it.
-                            record = decode(raw) if raw.startswith(b'{"schema":') else None
-                        except decode_errors:
-                            record = None
-                        if record is None:
-                            if not raw.strip():
-                                continue
-                        else:
-                            problem = check_formats(record)
-                            if problem is None:
-                                yield record
-                                continue
-                            error = TraceReadError(name, number + index + 1, problem.field, problem.problem)
-                            if strict:
-                                raise error
-                            _report(error, on_error)
-                            continue
-                        # Slow path: a legacy CERT line, or a bad line to explain precisely.
-                        data, why = parse_line(raw)
-                        if why is not None:
-                            error = TraceReadError(name, number + index + 1, "<line>", why)
-                        else:
-                            try:
-                                yield TraceRecord.from_dict(data)
-                                continue
-                            except RecordError as exc:
-                                error = TraceReadError(name, number + index + 1, exc.field, exc.problem)
-                        if strict:
-                            raise error
-                        _report(error, on_error)
-                    number += len(lines)
-                    if not chunk:
-                        break
+            for offset, buffer, start, end in _blocks(path, name, lines):
+                records = _decode_block(buffer, start, end)
+                if records is not None:
+                    if lines.eager:
+                        lines.advance(offset + end - start, lines.lines + buffer.count(b"\n", start, end))
+                    yield from records
+                else:
+                    before = lines.at(offset)
+                    yield from _decode_each_line(buffer[start:end], name, before, strict, on_error)
+                    lines.advance(offset + end - start, before + buffer.count(b"\n", start, end))
         except TraceReadError as exc:
             if strict or exc.field != "<file>":
                 raise
             _report(exc, on_error)
+
+
+_BLOCK = 1 << 16
+_DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
+_SCHEMA_START = b'{"schema":'
+
+
+class _LineCounter:
+    """Line numbers for error messages, counted only when one is needed.
+
+    Clean blocks are never scanned for newlines (that scan would cost as much as a fifth of the
+    reader's time); a bad block asks for the line number at its byte offset, and the count
+    resumes from the last known position by reading the file again, so each byte is counted at
+    most once. Compressed files cannot seek: their blocks are counted as they stream by.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.eager = path.name.endswith(".gz")
+        self.offset = 0
+        self.lines = 0
+
+    def advance(self, offset: int, lines: int) -> None:
+        self.offset, self.lines = offset, lines
+
+    def at(self, offset: int) -> int:
+        if offset > self.offset:
+            with self.path.open("rb") as stream:
+                stream.seek(self.offset)
+                remaining = offset - self.offset
+                while remaining > 0:
+                    data = stream.read(min(remaining, _CHUNK))
+                    if not data:
+                        break
+                    self.lines += data.count(b"\n")
+                    remaining -= len(data)
+            self.offset = offset
+        return self.lines
+
+
+def _blocks(path: Path, name: str, lines: _LineCounter) -> Iterator[tuple[int, bytes, int, int]]:
+    """``(file offset, buffer, start, end)``: blocks of whole lines of about 64 KiB.
+
+    Streams the file in large reads and hands out slices by offset, so the bytes are not copied;
+    only a line split across two reads is joined. Only the last block can lack a final newline.
+    """
+    size = _GZ_CHUNK if lines.eager else _CHUNK
+    position = 0  # file offset of the start of ``chunk``
+    with _open_binary(path) as stream:
+        rest = b""
+        while True:
+            try:
+                chunk = stream.read(size)
+            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                damaged = f"compressed data is damaged: {exc}"
+                raise TraceReadError(name, lines.lines + 1, "<file>", damaged) from exc
+            if not chunk:
+                if rest:
+                    yield position - len(rest), rest, 0, len(rest)
+                return
+            start = 0
+            if rest:
+                newline = chunk.find(b"\n")
+                if newline < 0:
+                    rest += chunk
+                    position += len(chunk)
+                    continue
+                joined = rest + chunk[: newline + 1]
+                yield position - len(rest), joined, 0, len(joined)
+                start = newline + 1
+            cut = chunk.rfind(b"\n") + 1
+            rest = chunk[cut:] if cut < len(chunk) else b""
+            while start < cut:
+                end = chunk.find(b"\n", start + _BLOCK, cut)
+                end = cut if end < 0 else end + 1
+                yield position + start, chunk, start, end
+                start = end
+            position += len(chunk)
+
+
+def _decode_block(buffer: bytes, start: int, end: int) -> list[TraceRecord] | None:
+    """All records of a block in one C call, or ``None`` when any line needs a closer look
+    (a bad line or a legacy one). Blank lines are skipped, as on the careful path."""
+    try:
+        records: list[TraceRecord] = _DECODER.decode_lines(memoryview(buffer)[start:end])
+    except _DECODE_ERRORS:
+        return None
+    for record in records:
+        if check_formats(record) is not None:
+            return None
+    return records
+
+
+def _decode_each_line(
+    block: bytes,
+    name: str,
+    before: int,
+    strict: bool,
+    on_error: Callable[[TraceReadError], None] | None,
+) -> Iterator[TraceRecord]:
+    """The careful path: line by line, converting legacy lines and explaining bad ones."""
+    decode = _DECODER.decode
+    for number, raw in enumerate(block.split(b"\n"), start=before + 1):
+        try:
+            record = decode(raw) if raw.startswith(_SCHEMA_START) else None
+        except _DECODE_ERRORS:
+            record = None
+        if record is not None:
+            problem = check_formats(record)
+            if problem is None:
+                yield record
+                continue
+            error = TraceReadError(name, number, problem.field, problem.problem)
+        elif not raw.strip():
+            continue
+        else:
+            data, why = parse_line(raw)
+            if why is not None:
+                error = TraceReadError(name, number, "<line>", why)
+            else:
+                try:
+                    yield TraceRecord.from_dict(data)
+                    continue
+                except RecordError as exc:
+                    error = TraceReadError(name, number, exc.field, exc.problem)
+        if strict:
+            raise error
+        _report(error, on_error)
 
 
 def _report(error: TraceReadError, on_error: Callable[[TraceReadError], None] | None) -> None:

@@ -35,6 +35,7 @@ def stand_in_llm(model: str, provider: str, question: str) -> str:
     price = price_call(provider, model, usage)
     record_call(
         TraceRecord(
+            schema=cert_core.SCHEMA,
             trace_id=span.trace_id,
             span_id=span.span_id,
             parent_span_id=span.parent_span_id,

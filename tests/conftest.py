@@ -17,6 +17,7 @@ def make_record(i: int = 0, **changes: Any) -> TraceRecord:
     """A valid LLM record; ``i`` varies its content."""
     start = 1_764_000_000_000_000_000 + i * 1_000_000
     fields: dict[str, Any] = {
+        "schema": cert_core.SCHEMA,
         "trace_id": new_trace_id(),
         "span_id": new_span_id(),
         "start_time": format_timestamp(start),

@@ -244,6 +244,7 @@ def records(draw: st.DrawFn) -> TraceRecord:
             fields[name] = draw(strategy)
     start = draw(stamp)
     return TraceRecord(
+        schema=cert_core.SCHEMA,
         trace_id=draw(hex_id),
         span_id=draw(span),
         start_time=start,

@@ -491,3 +491,48 @@ def test_legacy_cert_log_is_read(tmp_path: Path) -> None:
     assert records[0].schema == "cert.legacy"
     assert records[0].usage == cert_core.Usage(input_tokens=3, output_tokens=2)
     assert verify_traces(path).exit_code == 4  # legacy logs carry no chain: nothing to verify
+
+
+def test_writer_dropped_without_close_still_writes_its_records(tmp_path: Path) -> None:
+    import gc
+
+    path = tmp_path / "t.jsonl"
+    writer = TraceWriter(path, buffer_bytes=1 << 20, flush_interval=3600)
+    writer.write(make_record(0))
+    del writer
+    gc.collect()
+    assert [r.output for r in read_traces(path)] == ["answer 0"]
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_line_numbers_stay_exact_across_blocks_blank_lines_and_reads(
+    tmp_path: Path, compressed: bool
+) -> None:
+    # ~3,000 records span several 64 KiB decode blocks and 1 MiB reads; blank lines sit in blocks
+    # that decode cleanly (and are never scanned for newlines), bad lines come after them.
+    source = tmp_path / "clean.jsonl"
+    with TraceWriter(source) as writer:
+        for i in range(3000):
+            writer.write(make_record(i, metadata={"pad": "x" * 600}))
+    lines = source.read_bytes().split(b"\n")[:-1]
+    for index in (10, 700, 1500):
+        lines.insert(index, b"")
+    bad_at = [2200, 2950, len(lines)]
+    for index in bad_at:
+        lines.insert(index, b'{"schema":"cert.trace/1","trace_id":1}')
+    data = b"\n".join(lines) + b"\n"
+    path = tmp_path / ("t.jsonl.gz" if compressed else "t.jsonl")
+    if compressed:
+        with gzip.open(path, "wb") as gz:
+            gz.write(data)
+    else:
+        path.write_bytes(data)
+    expected = [n for n, line in enumerate(data.split(b"\n"), start=1) if b'"trace_id":1}' in line]
+    errors: list[TraceReadError] = []
+    records = list(read_traces(path, strict=False, on_error=errors.append))
+    assert len(records) == 3000
+    assert [e.line for e in errors] == expected
+    assert all(e.field == "trace_id" for e in errors)
+    with pytest.raises(TraceReadError) as info:
+        list(read_traces(path))
+    assert info.value.line == expected[0]
