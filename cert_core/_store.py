@@ -45,7 +45,6 @@ from time import monotonic
 from typing import Any
 
 import msgspec
-import orjson
 
 from ._records import RecordError, TraceRecord, check_formats, json_fallback, new_trace_id
 
@@ -527,8 +526,8 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
 def parse_line(raw: bytes) -> tuple[Any, str | None]:
     """Decode one line: ``(object, None)`` or ``(None, problem)``."""
     try:
-        return orjson.loads(raw), None
-    except orjson.JSONDecodeError as exc:
+        return msgspec.json.decode(raw), None
+    except msgspec.DecodeError as exc:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as uexc:
