@@ -71,6 +71,8 @@ class VerifyReport:
     legacy: int = 0
     findings: list[Finding] = dataclasses.field(default_factory=list)
     heads: list[ChainHead] = dataclasses.field(default_factory=list)
+    #: Facts worth knowing that are not problems: empty files, legacy records.
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def tampered(self) -> bool:
@@ -100,6 +102,7 @@ class VerifyReport:
             "exit_code": self.exit_code,
             "findings": [dataclasses.asdict(f) for f in self.findings],
             "heads": [dataclasses.asdict(h) for h in self.heads],
+            "notes": self.notes,
         }
 
 
@@ -225,6 +228,7 @@ def verify_traces(
     report = VerifyReport(files=[str(f) for f in files])
     verifier = _Verifier(report)
     for path in files:
+        lines_before, legacy_before = report.lines, report.legacy
         last: tuple[int, bytes, bool] | None = None
         try:
             for number, raw, had_newline in iter_lines(path):
@@ -249,6 +253,11 @@ def verify_traces(
                     )
                     continue
             _check_line(verifier, path, *last)
+        if report.lines == lines_before:
+            report.notes.append(f"{path}: empty file (no records)")
+        elif report.legacy > legacy_before:
+            count = report.legacy - legacy_before
+            report.notes.append(f"{path}: {count} legacy CERT record(s), which carry no chain to verify")
     verifier.finish()
     if heads:
         found = {h.chain: h for h in report.heads}

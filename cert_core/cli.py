@@ -55,6 +55,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         return report.exit_code
     for finding in report.findings:
         print(finding)
+    for note in report.notes:
+        print(f"note: {note}")
     status = {
         0: "OK: every chain is intact",
         1: "TAMPERED or DAMAGED: see the findings above",

@@ -443,7 +443,9 @@ def test_empty_file_yields_nothing(tmp_path: Path) -> None:
     path = tmp_path / "empty.jsonl"
     path.write_bytes(b"")
     assert list(read_traces(path)) == []
-    assert verify_traces(path).exit_code == 4
+    report = verify_traces(path)
+    assert report.exit_code == 4
+    assert report.notes == [f"{path}: empty file (no records)"]
 
 
 @pytest.mark.parametrize(
@@ -490,7 +492,9 @@ def test_legacy_cert_log_is_read(tmp_path: Path) -> None:
     assert [r.output for r in records] == ["hello", "hey"]
     assert records[0].schema == "cert.legacy"
     assert records[0].usage == cert_core.Usage(input_tokens=3, output_tokens=2)
-    assert verify_traces(path).exit_code == 4  # legacy logs carry no chain: nothing to verify
+    report = verify_traces(path)
+    assert report.exit_code == 4  # legacy logs carry no chain: nothing to verify
+    assert report.notes == [f"{path}: 2 legacy CERT record(s), which carry no chain to verify"]
 
 
 def test_writer_dropped_without_close_still_writes_its_records(tmp_path: Path) -> None:
