@@ -57,6 +57,14 @@ from ._store import (
     trace_files,
 )
 from ._verify import ChainHead, Finding, VerifyReport, verify_traces
+from .connectors import (
+    CaptureMode,
+    InstrumentationStats,
+    instrument,
+    instrumentation_stats,
+    instrumented_providers,
+    uninstrument,
+)
 
 try:
     __version__ = _version("pytest-cert")
@@ -70,9 +78,11 @@ __all__ = [
     "SCHEMA",
     "CallError",
     "CallPrice",
+    "CaptureMode",
     "ChainHead",
     "Finding",
     "FsyncPolicy",
+    "InstrumentationStats",
     "PriceConfigError",
     "PriceOverride",
     "RecordError",
@@ -93,6 +103,9 @@ __all__ = [
     "current_span",
     "format_timestamp",
     "from_legacy",
+    "instrument",
+    "instrumentation_stats",
+    "instrumented_providers",
     "json_fallback",
     "load_price_overrides",
     "new_span_id",
@@ -107,5 +120,6 @@ __all__ = [
     "start_span",
     "trace",
     "trace_files",
+    "uninstrument",
     "verify_traces",
 ]

@@ -51,10 +51,12 @@ def test_public_api_is_pinned() -> None:
     assert sorted(cert_core.__all__) == [
         "CallError",
         "CallPrice",
+        "CaptureMode",
         "ChainHead",
         "DEFAULT_LOG_PATH",
         "Finding",
         "FsyncPolicy",
+        "InstrumentationStats",
         "GENESIS",
         "LEGACY_SCHEMA",
         "PriceConfigError",
@@ -78,6 +80,9 @@ def test_public_api_is_pinned() -> None:
         "current_span",
         "format_timestamp",
         "from_legacy",
+        "instrument",
+        "instrumentation_stats",
+        "instrumented_providers",
         "json_fallback",
         "load_price_overrides",
         "new_span_id",
@@ -92,6 +97,7 @@ def test_public_api_is_pinned() -> None:
         "start_span",
         "trace",
         "trace_files",
+        "uninstrument",
         "verify_traces",
     ]
     for name in cert_core.__all__:

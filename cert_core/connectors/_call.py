@@ -1,0 +1,369 @@
+"""One LLM call in flight: what a connector learns about it, and the trace record it becomes.
+
+Connectors hand this module plain facts (request body, response object, stream items) through
+an :class:`Extractor`; everything here is SDK-independent. Every method that runs inside the
+user's call is wrapped by :func:`contained`: an exception in our code is counted, logged once and
+swallowed, and the user's call proceeds as if we were not there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+import msgspec
+
+from .._pricing import price_call
+from .._recording import record_call, start_span
+from .._records import SCHEMA, CallError, TraceRecord, Usage, format_timestamp, json_fallback
+
+__all__ = [
+    "CaptureMode",
+    "Extractor",
+    "InstrumentationStats",
+    "LlmCall",
+    "StreamState",
+    "contained",
+    "instrumentation_stats",
+    "note_problem",
+]
+
+logger = logging.getLogger("cert_core")
+
+# Request parameters worth keeping (scalars that change what the model does). Headers, URLs and
+# client options are never read, which is how secrets stay out of records.
+REQUEST_PARAMS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "n",
+    "seed",
+    "stop",
+    "stop_sequences",
+    "presence_penalty",
+    "frequency_penalty",
+    "logprobs",
+    "top_logprobs",
+    "tool_choice",
+    "parallel_tool_calls",
+    "service_tier",
+    "reasoning_effort",
+)
+
+
+_SENTINELS = frozenset({"NotGiven", "Omit"})
+
+
+class CaptureMode(str, enum.Enum):
+    """What of the prompt and the answer a record keeps."""
+
+    FULL = "full"
+    HASHED = "hashed"
+    OFF = "off"
+
+
+@dataclasses.dataclass
+class InstrumentationStats:
+    """Problems inside our instrumentation; the user's calls were not affected by any of them."""
+
+    errors: int = 0
+    last_error: str | None = None
+
+
+_stats = InstrumentationStats()
+_stats_lock = threading.Lock()
+_reported = False
+
+
+def instrumentation_stats() -> InstrumentationStats:
+    """A snapshot of the instrumentation's own error counter."""
+    with _stats_lock:
+        return dataclasses.replace(_stats)
+
+
+def note_problem(exc: BaseException, where: str) -> None:
+    """Count a problem in our own code and log the first one."""
+    global _reported
+    message = f"{where}: {type(exc).__name__}: {exc}"
+    with _stats_lock:
+        _stats.errors += 1
+        _stats.last_error = message
+        first = not _reported
+        _reported = True
+    if first:
+        logger.error(
+            "cert instrumentation problem (the LLM call itself is unaffected; further problems are only "
+            "counted in cert_core.instrumentation_stats()): %s",
+            message,
+            exc_info=exc,
+        )
+
+
+T = TypeVar("T")
+
+
+def contained(fn: Callable[..., T], *args: Any, default: Any = None, where: str = "") -> T:
+    """Run our own code so that it can never break the user's call."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        note_problem(exc, where or getattr(fn, "__qualname__", repr(fn)))
+        return default  # type: ignore[no-any-return]
+
+
+class StreamState:
+    """What a stream has shown so far; extractors fill it item by item."""
+
+    def __init__(self) -> None:
+        self.texts: dict[int, list[str]] = {}
+        self.tools: dict[int, dict[str, Any]] = {}
+        self.finish_reasons: list[str] = []
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.final: Any = None  # a complete response object, when the stream ends with one
+        self.items = 0
+
+    def add_text(self, index: int, text: str | None) -> None:
+        if text:
+            self.texts.setdefault(index, []).append(text)
+
+    def text(self) -> str:
+        return "".join("".join(parts) for _, parts in sorted(self.texts.items()))
+
+
+class Extractor(Protocol):
+    """What a connector knows about one kind of call (chat completions, messages, ...)."""
+
+    operation: str
+
+    def request_input(self, body: Mapping[str, Any]) -> Any: ...
+
+    def response(self, result: Any) -> tuple[Any, Usage | None, list[str] | None, str | None]:
+        """``(output, usage, finish_reasons, response_model)`` of a complete response."""
+        ...
+
+    def stream_item(self, state: StreamState, item: Any) -> bool:
+        """Take one stream item into ``state``; True when it carried content (for ttft)."""
+        ...
+
+    def stream_output(self, state: StreamState) -> Any: ...
+
+
+def estimate_tokens(value: Any) -> int:
+    """A rough token count (about four characters per token, as OpenAI documents for English),
+    used only when a provider reports no usage; records say ``usage_estimated: true``."""
+    if value is None:
+        return 0
+    text = value if isinstance(value, str) else msgspec.json.encode(value, enc_hook=json_fallback).decode()
+    return max(1, (len(text) + 3) // 4)
+
+
+def _hashed(value: Any) -> Any:
+    if value is None:
+        return None
+    data = msgspec.json.encode(value, enc_hook=json_fallback)
+    return {"sha256": hashlib.sha256(data).hexdigest()}
+
+
+class LlmCall:
+    """One call from request to record. Created before the SDK call, finished exactly once."""
+
+    __slots__ = (
+        "body",
+        "capture",
+        "extractor",
+        "finished",
+        "first_item_ns",
+        "lock",
+        "model",
+        "provider",
+        "span",
+        "start_ns",
+        "state",
+        "stream",
+        "t0",
+    )
+
+    def __init__(
+        self,
+        provider: str,
+        extractor: Extractor,
+        body: Mapping[str, Any],
+        *,
+        capture: CaptureMode,
+        model: str | None = None,
+    ) -> None:
+        self.provider = provider
+        self.extractor = extractor
+        # The SDKs mark parameters left out with sentinel objects (NotGiven, Omit): drop them.
+        self.body = {k: v for k, v in body.items() if v is not None and type(v).__name__ not in _SENTINELS}
+        self.capture = capture
+        model_param = body.get("model")
+        self.model = model or (model_param if isinstance(model_param, str) else None)
+        self.stream = bool(body.get("stream"))
+        self.span = start_span()
+        self.start_ns = time.time_ns()
+        self.t0 = time.perf_counter_ns()
+        self.first_item_ns: int | None = None
+        self.state: StreamState | None = None
+        self.finished = False
+        self.lock = threading.Lock()
+
+    def _captured(self, value: Any) -> Any:
+        if self.capture is CaptureMode.FULL:
+            return value
+        if self.capture is CaptureMode.HASHED:
+            return _hashed(value)
+        return None
+
+    def _request_params(self) -> dict[str, Any] | None:
+        params = {k: self.body[k] for k in REQUEST_PARAMS if k in self.body and self.body[k] is not None}
+        tools = self.body.get("tools")
+        if isinstance(tools, (list, tuple)):
+            names = []
+            for tool in tools:
+                if isinstance(tool, Mapping):
+                    function = tool.get("function")
+                    nested = function.get("name") if isinstance(function, Mapping) else None
+                    name = tool.get("name") or nested
+                    names.append(str(name or tool.get("type") or "?"))
+            params["tools"] = names
+        return params or None
+
+    def _claim(self) -> bool:
+        with self.lock:
+            if self.finished:
+                return False
+            self.finished = True
+            return True
+
+    def _emit(
+        self,
+        *,
+        output: Any = None,
+        usage: Usage | None = None,
+        finish_reasons: list[str] | None = None,
+        response_model: str | None = None,
+        error: BaseException | None = None,
+        incomplete: bool | None = None,
+        usage_estimated: bool | None = None,
+    ) -> None:
+        duration_ns = time.perf_counter_ns() - self.t0
+        model = response_model or self.model
+        cost: float | None = None
+        source: str | None = None
+        price_error: str | None = None
+        status = getattr(error, "status_code", None) if error is not None else None
+        if usage is not None:
+            price = price_call(self.provider, model, usage)
+            cost, source, price_error = price.cost_usd, price.source, price.error
+        elif error is not None and isinstance(status, int):
+            cost, source = 0.0, f"not billed: the provider refused the call (HTTP {status})"
+        elif error is not None:
+            price_error = "unknown: the call failed without a response; the provider may still have billed it"
+        else:
+            price_error = "the provider reported no token usage"
+        ttft = None
+        if self.stream and self.first_item_ns is not None:
+            ttft = (self.first_item_ns - self.t0) / 1e6
+        record = TraceRecord(
+            schema=SCHEMA,
+            trace_id=self.span.trace_id,
+            span_id=self.span.span_id,
+            parent_span_id=self.span.parent_span_id,
+            start_time=format_timestamp(self.start_ns),
+            end_time=format_timestamp(self.start_ns + duration_ns),
+            duration_ms=duration_ns / 1e6,
+            kind="llm",
+            provider=self.provider,
+            operation=self.extractor.operation,  # type: ignore[arg-type]
+            request_model=self.model,
+            response_model=response_model,
+            input=self._captured(self.extractor.request_input(self.body)),
+            output=self._captured(output),
+            usage=usage,
+            usage_estimated=usage_estimated,
+            cost_usd=cost,
+            price_source=source,
+            price_error=price_error,
+            finish_reasons=finish_reasons,
+            stream=self.stream or None,
+            ttft_ms=ttft,
+            incomplete=incomplete,
+            error=None
+            if error is None
+            else CallError(
+                type=type(error).__name__,
+                message=_error_message(error),
+                status=status if isinstance(status, int) else None,
+            ),
+            request=self._request_params(),
+        )
+        record_call(record)
+
+    def succeeded(self, result: Any) -> None:
+        """A complete (non-streamed) response."""
+        if not self._claim():
+            return
+        output, usage, finish_reasons, response_model = self.extractor.response(result)
+        self._emit(output=output, usage=usage, finish_reasons=finish_reasons, response_model=response_model)
+
+    def failed(self, error: BaseException) -> None:
+        if not self._claim():
+            return
+        self._emit(error=error)
+
+    def stream_item(self, item: Any) -> None:
+        state = self.state
+        if state is None:
+            state = self.state = StreamState()
+        state.items += 1
+        if self.extractor.stream_item(state, item) and self.first_item_ns is None:
+            self.first_item_ns = time.perf_counter_ns()
+
+    def stream_ended(self, *, complete: bool, error: BaseException | None = None) -> None:
+        """The stream was read to its end, closed early, broke, or was dropped unfinished."""
+        if not self._claim():
+            return
+        state = self.state or StreamState()
+        if state.final is not None:
+            output, usage, finish_reasons, response_model = self.extractor.response(state.final)
+        else:
+            output = self.extractor.stream_output(state)
+            usage, finish_reasons, response_model = state.usage, state.finish_reasons or None, state.model
+        estimated = None
+        if usage is None and state.items:
+            # The stream carried no usage (OpenAI sends it only with include_usage): estimate it.
+            usage = Usage(
+                input_tokens=estimate_tokens(self.extractor.request_input(self.body)),
+                output_tokens=estimate_tokens(output),
+            )
+            estimated = True
+        self._emit(
+            output=output,
+            usage=usage,
+            finish_reasons=finish_reasons,
+            response_model=response_model,
+            error=error,
+            incomplete=None if complete and error is None else True,
+            usage_estimated=estimated,
+        )
+
+
+def _error_message(error: BaseException) -> str:
+    message = getattr(error, "message", None)
+    if isinstance(message, str) and message:
+        return message
+    try:
+        return str(error) or type(error).__name__
+    except Exception:  # an exception whose __str__ fails is still recorded, by its type
+        return type(error).__name__
