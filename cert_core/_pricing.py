@@ -26,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import yaml
 
 from ._records import Usage
@@ -71,8 +72,7 @@ class PriceConfigError(ValueError):
     """A price file that cannot be used; the message names the file, line and field."""
 
 
-@dataclasses.dataclass(frozen=True)
-class CallPrice:
+class CallPrice(msgspec.Struct, frozen=True, gc=False):
     """The price of one call. ``cost_usd is None`` means unknown, and ``error`` says why."""
 
     cost_usd: float | None
@@ -316,7 +316,22 @@ def configure_prices(path: str | os.PathLike[str] | None) -> None:
 
 
 def _usage_counts(usage: Usage | Mapping[str, Any]) -> tuple[int, int, int, int] | str:
-    # A Usage built in Python is not validated by msgspec (only decoding is): check both forms.
+    if type(usage) is Usage:  # the connectors' case, checked in one expression
+        inp, out, cread, cwrite = (
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_input_tokens,
+            usage.cache_creation_input_tokens,
+        )
+        reasoning = usage.reasoning_tokens
+        if (
+            type(inp) is type(out) is type(cread) is type(cwrite) is type(reasoning) is int
+            and min(inp, out, cread, cwrite, reasoning) >= 0
+            and cread + cwrite <= inp
+        ):
+            return inp, out, cread, cwrite
+    # A Usage built in Python is not validated by msgspec (only decoding is): check both forms
+    # field by field, to name the bad one.
     counts = []
     for name in _USAGE_FIELDS:
         value = getattr(usage, name) if isinstance(usage, Usage) else usage.get(name, 0)

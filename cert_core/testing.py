@@ -18,7 +18,7 @@ request asks for ``stream: true``. Nothing here is imported by ``cert_core`` its
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "openai_chat_chunks",
     "openai_chat_completion",
     "sse",
+    "sse_events",
 ]
 
 
@@ -172,17 +173,36 @@ def anthropic_stream_events(message: Mapping[str, Any] | None = None) -> list[tu
     return events
 
 
-def sse(items: Iterable[Any], *, done: bool = False) -> bytes:
-    """Server-sent events: each item is a JSON object, or ``(event_name, object)``."""
+def sse_events(items: Iterable[Any], *, done: bool = False) -> list[bytes]:
+    """Server-sent events, one ``bytes`` each: an item is a JSON object or ``(event_name, object)``."""
     out = []
     for item in items:
         if isinstance(item, tuple):
-            out.append(f"event: {item[0]}\ndata: {json.dumps(item[1])}\n\n")
+            out.append(f"event: {item[0]}\ndata: {json.dumps(item[1])}\n\n".encode())
         else:
-            out.append(f"data: {json.dumps(item)}\n\n")
+            out.append(f"data: {json.dumps(item)}\n\n".encode())
     if done:
-        out.append("data: [DONE]\n\n")
-    return "".join(out).encode()
+        out.append(b"data: [DONE]\n\n")
+    return out
+
+
+def sse(items: Iterable[Any], *, done: bool = False) -> bytes:
+    """Server-sent events as one body."""
+    return b"".join(sse_events(items, done=done))
+
+
+def _chunked(module: Any, parts: list[bytes]) -> Any:
+    """A response body that arrives part by part, as over a network, for sync and async clients."""
+
+    class Chunked(module.SyncByteStream, module.AsyncByteStream):  # type: ignore[misc]
+        def __iter__(self) -> Iterator[bytes]:
+            yield from parts
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for part in parts:
+                yield part
+
+    return Chunked()
 
 
 class Reply:
@@ -259,8 +279,8 @@ class FakeLLM:
                 body = {}
             if body.get("stream") and reply.stream is not None:
                 headers = {"content-type": "text/event-stream", **reply.headers}
-                content = sse(reply.stream, done=reply.done)
-                return module.Response(reply.status, headers=headers, content=content)
+                parts = sse_events(reply.stream, done=reply.done)
+                return module.Response(reply.status, headers=headers, stream=_chunked(module, parts))
             return module.Response(reply.status, headers=reply.headers, json=reply.body)
 
         return handle

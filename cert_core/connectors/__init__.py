@@ -2,23 +2,27 @@
 
 Both SDKs send every API call through one method of their base client (``SyncAPIClient.request``
 and ``AsyncAPIClient.request``): ``create``, ``parse``, ``stream``, ``with_raw_response`` and the
-helpers alike, on every client class (OpenAI, Azure OpenAI, Anthropic, Bedrock, Vertex). We wrap
-that one method per SDK, recognise LLM calls by their API path, and let everything else through
-untouched. The wrapper returns exactly what the SDK returned and raises exactly what it raised;
-a stream comes back as the same object, with its item iterator observed in place.
+helpers alike, on every client class (OpenAI, Azure OpenAI, Anthropic, Bedrock, Vertex); and every
+successful response passes through ``_process_response``, which sees the HTTP response. We wrap
+those two methods per SDK, recognise LLM calls by their API path, and read what we need from the
+wire: the JSON body, or the server-sent events as the SDK itself reads them. That is both faster
+than walking the SDK's objects and independent of their classes; the wire formats are the
+providers' public APIs. The caller gets exactly what the SDK returned or raised.
 
 :func:`instrument` is idempotent and :func:`uninstrument` puts the SDKs' original functions back.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import importlib
-import inspect
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
+
+import msgspec
 
 from ._call import (
     CaptureMode,
@@ -27,7 +31,6 @@ from ._call import (
     LlmCall,
     contained,
     instrumentation_stats,
-    note_problem,
 )
 from ._extract import ANTHROPIC_MESSAGES, OPENAI_EXTRACTORS
 
@@ -46,6 +49,8 @@ _lock = threading.Lock()
 # (owner class, attribute name, the original value in the class __dict__) per patched method.
 _patched: dict[str, list[tuple[type, str, Any]]] = {}
 _capture = CaptureMode.FULL
+# The call whose request is in progress in this thread or task, for _process_response to find.
+_current: contextvars.ContextVar[LlmCall | None] = contextvars.ContextVar("cert_llm_call", default=None)
 
 
 def _path(options: Any) -> str:
@@ -78,156 +83,218 @@ _ROUTES: dict[str, Callable[[Any, Any], tuple[str, Extractor, str | None] | None
 }
 
 
+_routes: dict[tuple[Any, ...], tuple[str, Extractor, str | None] | None] = {}
+
+
 def _begin(route: Callable[..., Any], client: Any, options: Any) -> LlmCall | None:
-    target = route(client, options)
+    key = (route, type(client), options.method, options.url)
+    try:
+        target = _routes[key]
+    except KeyError:
+        target = _routes[key] = route(client, options)
+        if len(_routes) > 4096:  # URLs with ids in them (Azure deployments, Bedrock models)
+            _routes.clear()
     if target is None:
         return None
-    body = getattr(options, "json_data", None)
+    body = options.json_data
     provider, extractor, model = target
-    body = body if isinstance(body, Mapping) else {}
-    return LlmCall(provider, extractor, body, capture=_capture, model=model)
+    return LlmCall(provider, extractor, body if isinstance(body, dict) else {}, capture=_capture, model=model)
 
 
-def _is_raw(result: Any) -> bool:
-    return hasattr(result, "http_response") and callable(getattr(result, "parse", None))
+class _EventStream:
+    """Server-sent events, parsed from the decoded body bytes as the SDK reads them."""
+
+    __slots__ = ("buffer", "call")
+
+    def __init__(self, call: LlmCall) -> None:
+        self.call = call
+        self.buffer = b""
+
+    def feed(self, data: bytes) -> None:
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        events = (self.buffer + data if self.buffer else data).split(b"\n\n")
+        self.buffer = events.pop()
+        for event in events:
+            self.event(event)
+
+    def event(self, raw: bytes) -> None:
+        start = raw.find(b"data:")
+        if start < 0:
+            return
+        if raw.find(b"\ndata:", start) < 0:  # one data line: the usual case
+            payload = raw[start + 5 :].strip()
+        else:
+            payload = b"\n".join(
+                line[5:].strip() for line in raw[start:].split(b"\n") if line.startswith(b"data:")
+            )
+        if payload == b"[DONE]":
+            self.call.mark_ended()
+            return
+        self.call.stream_item(msgspec.json.decode(payload))
 
 
-def _is_stream(result: Any) -> bool:
-    return hasattr(result, "_iterator") and hasattr(result, "response") and hasattr(result, "close")
+def _observe(call: LlmCall) -> None:
+    # Let go of the response: a finalizer below waits for it to be collected, and holds the call.
+    response, call.http = call.http, None
+    if response is None:
+        raise RuntimeError(f"no HTTP response reached {call.provider} _process_response for this call")
+    call.take_request(response.request)
+    if not call.stream and hasattr(response, "_content"):  # read already: the usual call
+        call.succeeded(msgspec.json.decode(response.content))
+    elif "text/event-stream" in response.headers.get("content-type", ""):
+        _watch(call, response, _EventStream(call).feed)
+    elif call.stream:
+        call.unreadable(f"stream format {response.headers.get('content-type')!r} is not server-sent events")
+    else:  # with_streaming_response: the body is read later, when the caller asks for it
+        chunks: list[bytes] = []
+        _watch(call, response, chunks.append, lambda: call.succeeded(msgspec.json.decode(b"".join(chunks))))
 
 
-def _observe_sync(call: LlmCall, result: Any) -> Any:
-    parsed = result.parse() if _is_raw(result) else result  # the SDK caches what parse() returns
-    if _is_stream(parsed):
-        _watch_stream(call, parsed)
+def _watch(
+    call: LlmCall, response: Any, feed: Callable[[bytes], None], done: Callable[[], None] | None = None
+) -> None:
+    """Observe the decoded body bytes of ``response`` as the SDK iterates them."""
+    if call.is_async:
+        original_aiter = response.aiter_bytes
+        original_aclose = response.aclose
+
+        async def aiter_bytes(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+            complete = False
+            try:
+                async for chunk in original_aiter(*args, **kwargs):
+                    contained(feed, chunk, where="stream data")
+                    yield chunk
+                complete = True
+            finally:
+                _finish(call, complete, done)
+
+        async def aclose() -> None:
+            try:
+                await original_aclose()
+            finally:
+                _finish(call, False, None)
+
+        response.aiter_bytes = aiter_bytes
+        response.aclose = aclose
     else:
-        call.succeeded(parsed)
-    return result
+        original_iter = response.iter_bytes
+        original_close = response.close
+
+        def iter_bytes(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+            complete = False
+            try:
+                for chunk in original_iter(*args, **kwargs):
+                    contained(feed, chunk, where="stream data")
+                    yield chunk
+                complete = True
+            finally:
+                _finish(call, complete, done)
+
+        def close() -> None:
+            try:
+                original_close()
+            finally:
+                _finish(call, False, None)
+
+        response.iter_bytes = iter_bytes
+        response.close = close
+    weakref.finalize(response, _finish, call, False, None)
 
 
-def _watch_stream(call: LlmCall, stream: Any) -> None:
-    items = stream._iterator
-
-    def observed() -> Any:
-        complete, error = False, None
-        try:
-            for item in items:
-                contained(call.stream_item, item, where="stream item")
-                yield item
-            complete = True
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            contained(lambda: call.stream_ended(complete=complete, error=error), where="stream end")
-
-    generator = observed()
-    stream._iterator = generator
-    close = stream.close
-
-    @functools.wraps(close)
-    def closing() -> None:
-        try:
-            close()
-        finally:
-            contained(generator.close, where="stream close")
-            contained(lambda: call.stream_ended(complete=False), where="stream close")
-
-    stream.close = closing
-    weakref.finalize(stream, _dropped, call)
+def _finish(call: LlmCall, complete: bool, done: Callable[[], None] | None) -> None:
+    # The body was read to its end, or the response closed (by the SDK after the last event, by
+    # the caller early, or by garbage collection). A stream counts as complete when its
+    # terminal event arrived ([DONE], message_stop, response.completed), whichever way it ended.
+    if call.finished:
+        return
+    if done is not None and complete:
+        contained(done, where="response body")
+    else:
+        contained(lambda: call.stream_ended(complete=call.ended), where="stream end")
 
 
-def _watch_async_stream(call: LlmCall, stream: Any) -> None:
-    items = stream._iterator
-
-    async def observed() -> Any:
-        complete, error = False, None
-        try:
-            async for item in items:
-                contained(call.stream_item, item, where="stream item")
-                yield item
-            complete = True
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            contained(lambda: call.stream_ended(complete=complete, error=error), where="stream end")
-
-    stream._iterator = observed()
-    close = stream.close
-
-    @functools.wraps(close)
-    async def closing() -> None:
-        try:
-            await close()
-        finally:
-            contained(lambda: call.stream_ended(complete=False), where="stream close")
-
-    stream.close = closing
-    weakref.finalize(stream, _dropped, call)
-
-
-def _dropped(call: LlmCall) -> None:
-    # The stream object was garbage-collected before anyone finished or closed it.
-    contained(lambda: call.stream_ended(complete=False), where="stream dropped")
-
-
-def _wrap_sync(original: Callable[..., Any], route: Callable[..., Any]) -> Callable[..., Any]:
+def _wrap_request(original: Callable[..., Any], route: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def request(self: Any, cast_to: Any, options: Any, *args: Any, **kwargs: Any) -> Any:
         call = contained(_begin, route, self, options, where="call start")
         if call is None:
             return original(self, cast_to, options, *args, **kwargs)
+        token = _current.set(call)
         try:
             result = original(self, cast_to, options, *args, **kwargs)
         except BaseException as exc:
             contained(call.failed, exc, where="call error")
             raise
-        return contained(_observe_sync, call, result, default=result, where="call result")
-
-    request.__cert_original__ = original  # type: ignore[attr-defined]
-    return request
-
-
-def _wrap_async(original: Callable[..., Any], route: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
-    async def request(self: Any, cast_to: Any, options: Any, *args: Any, **kwargs: Any) -> Any:
-        call = contained(_begin, route, self, options, where="call start")
-        if call is None:
-            return await original(self, cast_to, options, *args, **kwargs)
-        try:
-            result = await original(self, cast_to, options, *args, **kwargs)
-        except BaseException as exc:
-            contained(call.failed, exc, where="call error")
-            raise
-        try:
-            parsed = result.parse() if _is_raw(result) else result
-            if inspect.isawaitable(parsed):
-                parsed = await parsed
-            if _is_stream(parsed):
-                _watch_async_stream(call, parsed)
-            else:
-                call.succeeded(parsed)
-        except Exception as exc:  # our problem, never the caller's: counted and logged once
-            note_problem(exc, "call result")
+        finally:
+            _current.reset(token)
+        contained(_observe, call, where="call result")
         return result
 
     request.__cert_original__ = original  # type: ignore[attr-defined]
     return request
 
 
+def _wrap_async_request(original: Callable[..., Any], route: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    async def request(self: Any, cast_to: Any, options: Any, *args: Any, **kwargs: Any) -> Any:
+        call = contained(_begin, route, self, options, where="call start")
+        if call is None:
+            return await original(self, cast_to, options, *args, **kwargs)
+        call.is_async = True
+        token = _current.set(call)
+        try:
+            result = await original(self, cast_to, options, *args, **kwargs)
+        except BaseException as exc:
+            contained(call.failed, exc, where="call error")
+            raise
+        finally:
+            _current.reset(token)
+        contained(_observe, call, where="call result")
+        return result
+
+    request.__cert_original__ = original  # type: ignore[attr-defined]
+    return request
+
+
+def _wrap_process(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def _process_response(self: Any, *args: Any, **kwargs: Any) -> Any:
+        call = _current.get()
+        if call is not None:
+            call.http = kwargs.get("response")
+        return original(self, *args, **kwargs)
+
+    _process_response.__cert_original__ = original  # type: ignore[attr-defined]
+    return _process_response
+
+
+def _wrap_async_process(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    async def _process_response(self: Any, *args: Any, **kwargs: Any) -> Any:
+        call = _current.get()
+        if call is not None:
+            call.http = kwargs.get("response")
+        return await original(self, *args, **kwargs)
+
+    _process_response.__cert_original__ = original  # type: ignore[attr-defined]
+    return _process_response
+
+
 def _patch(provider: str) -> list[tuple[type, str, Any]]:
     base = importlib.import_module(f"{provider}._base_client")
     route = _ROUTES[provider]
+    plan = (
+        (base.SyncAPIClient, "request", lambda f: _wrap_request(f, route)),
+        (base.AsyncAPIClient, "request", lambda f: _wrap_async_request(f, route)),
+        (base.SyncAPIClient, "_process_response", _wrap_process),
+        (base.AsyncAPIClient, "_process_response", _wrap_async_process),
+    )
     done = []
-    for owner, wrap in ((base.SyncAPIClient, _wrap_sync), (base.AsyncAPIClient, _wrap_async)):
-        original = owner.__dict__["request"]
-        owner.request = wrap(original, route)
-        done.append((owner, "request", original))
+    for owner, name, wrap in plan:
+        original = owner.__dict__[name]
+        setattr(owner, name, wrap(original))
+        done.append((owner, name, original))
     return done
 
 

@@ -61,6 +61,7 @@ REQUEST_PARAMS = (
 
 
 _SENTINELS = frozenset({"NotGiven", "Omit"})
+_PARAMS = frozenset(REQUEST_PARAMS)
 
 
 class CaptureMode(str, enum.Enum):
@@ -124,12 +125,14 @@ class StreamState:
     """What a stream has shown so far; extractors fill it item by item."""
 
     def __init__(self) -> None:
+        self.ended = False  # the stream's terminal event arrived
         self.texts: dict[int, list[str]] = {}
         self.tools: dict[int, dict[str, Any]] = {}
         self.finish_reasons: list[str] = []
         self.usage: Usage | None = None
         self.model: str | None = None
         self.final: Any = None  # a complete response object, when the stream ends with one
+        self.error: CallError | None = None  # an error event the provider sent mid-stream
         self.items = 0
 
     def add_text(self, index: int, text: str | None) -> None:
@@ -181,11 +184,13 @@ class LlmCall:
         "body",
         "capture",
         "extractor",
-        "finished",
         "first_item_ns",
-        "lock",
+        "http",
+        "is_async",
         "model",
+        "pending",
         "provider",
+        "sent",
         "span",
         "start_ns",
         "state",
@@ -202,21 +207,38 @@ class LlmCall:
         capture: CaptureMode,
         model: str | None = None,
     ) -> None:
+        # Kept as given: this runs inside every call, so nothing is copied or checked here.
         self.provider = provider
         self.extractor = extractor
-        # The SDKs mark parameters left out with sentinel objects (NotGiven, Omit): drop them.
-        self.body = {k: v for k, v in body.items() if v is not None and type(v).__name__ not in _SENTINELS}
+        self.body = body
         self.capture = capture
         model_param = body.get("model")
-        self.model = model or (model_param if isinstance(model_param, str) else None)
-        self.stream = bool(body.get("stream"))
+        self.model = model or (model_param if type(model_param) is str else None)
+        self.stream = body.get("stream") is True
         self.span = start_span()
         self.start_ns = time.time_ns()
         self.t0 = time.perf_counter_ns()
         self.first_item_ns: int | None = None
         self.state: StreamState | None = None
-        self.finished = False
-        self.lock = threading.Lock()
+        self.http: Any = None  # the SDK's HTTP response, once _process_response has seen it
+        self.sent: bytes | None = None  # the request body as it went on the wire
+        self.is_async = False
+        # Finishing pops this list: list.pop is atomic, so exactly one of the ways a call can
+        # end (response, error, stream end, close, garbage collection) writes its record.
+        self.pending = [True]
+
+    @property
+    def finished(self) -> bool:
+        return not self.pending
+
+    @property
+    def ended(self) -> bool:
+        return self.state is not None and self.state.ended
+
+    def mark_ended(self) -> None:
+        if self.state is None:
+            self.state = StreamState()
+        self.state.ended = True
 
     def _captured(self, value: Any) -> Any:
         if self.capture is CaptureMode.FULL:
@@ -225,9 +247,29 @@ class LlmCall:
             return _hashed(value)
         return None
 
-    def _request_params(self) -> dict[str, Any] | None:
-        params = {k: self.body[k] for k in REQUEST_PARAMS if k in self.body and self.body[k] is not None}
-        tools = self.body.get("tools")
+    def sent_body(self) -> Mapping[str, Any]:
+        """The request as sent: the SDK's own serialisation, with ``extra_body`` merged, messages
+        given as iterators or SDK objects resolved, and decoded into our own copy (so a caller
+        who later changes their messages list does not change the record)."""
+        if self.sent:
+            decoded = msgspec.json.decode(self.sent)
+            if type(decoded) is dict:
+                return decoded
+        # No request seen (a call that failed before sending): detach a copy of what was given.
+        # The SDKs mark parameters left out with sentinel objects (NotGiven, Omit): skip them.
+        given = {k: v for k, v in self.body.items() if type(v).__name__ not in _SENTINELS}
+        copy = msgspec.json.decode(msgspec.json.encode(given, enc_hook=json_fallback))
+        return copy if type(copy) is dict else {}
+
+    def take_request(self, request: Any) -> None:
+        """Keep the body of the HTTP request that was sent (an ``httpx2``/``httpx`` Request)."""
+        content = getattr(request, "content", None)
+        if isinstance(content, bytes):
+            self.sent = content
+
+    def _request_params(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        params = {k: v for k, v in body.items() if k in _PARAMS and v is not None}
+        tools = body.get("tools")
         if isinstance(tools, (list, tuple)):
             names = []
             for tool in tools:
@@ -240,11 +282,11 @@ class LlmCall:
         return params or None
 
     def _claim(self) -> bool:
-        with self.lock:
-            if self.finished:
-                return False
-            self.finished = True
-            return True
+        try:
+            self.pending.pop()
+        except IndexError:
+            return False
+        return True
 
     def _emit(
         self,
@@ -253,7 +295,7 @@ class LlmCall:
         usage: Usage | None = None,
         finish_reasons: list[str] | None = None,
         response_model: str | None = None,
-        error: BaseException | None = None,
+        error: BaseException | CallError | None = None,
         incomplete: bool | None = None,
         usage_estimated: bool | None = None,
     ) -> None:
@@ -262,11 +304,19 @@ class LlmCall:
         cost: float | None = None
         source: str | None = None
         price_error: str | None = None
-        status = getattr(error, "status_code", None) if error is not None else None
+        if isinstance(error, BaseException):
+            status = getattr(error, "status_code", None)
+            error = CallError(
+                type=type(error).__name__,
+                message=_error_message(error),
+                status=status if type(status) is int else None,
+            )
+        status = error.status if error is not None else None
+        body = self.sent_body()
         if usage is not None:
             price = price_call(self.provider, model, usage)
             cost, source, price_error = price.cost_usd, price.source, price.error
-        elif error is not None and isinstance(status, int):
+        elif error is not None and status is not None:
             cost, source = 0.0, f"not billed: the provider refused the call (HTTP {status})"
         elif error is not None:
             price_error = "unknown: the call failed without a response; the provider may still have billed it"
@@ -288,7 +338,7 @@ class LlmCall:
             operation=self.extractor.operation,  # type: ignore[arg-type]
             request_model=self.model,
             response_model=response_model,
-            input=self._captured(self.extractor.request_input(self.body)),
+            input=self._captured(self.extractor.request_input(body)),
             output=self._captured(output),
             usage=usage,
             usage_estimated=usage_estimated,
@@ -299,14 +349,8 @@ class LlmCall:
             stream=self.stream or None,
             ttft_ms=ttft,
             incomplete=incomplete,
-            error=None
-            if error is None
-            else CallError(
-                type=type(error).__name__,
-                message=_error_message(error),
-                status=status if isinstance(status, int) else None,
-            ),
-            request=self._request_params(),
+            error=error,
+            request=self._request_params(body),
         )
         record_call(record)
 
@@ -320,17 +364,35 @@ class LlmCall:
     def failed(self, error: BaseException) -> None:
         if not self._claim():
             return
+        response = getattr(error, "response", None)
+        self.take_request(getattr(response, "request", None) or getattr(error, "request", None))
         self._emit(error=error)
+
+    def unreadable(self, why: str) -> None:
+        """A response we cannot read (an unknown stream format): recorded, with usage unknown."""
+        if not self._claim():
+            return
+        self._emit(incomplete=None)
+        note_problem(RuntimeError(why), f"{self.provider} {self.extractor.operation}")
 
     def stream_item(self, item: Any) -> None:
         state = self.state
         if state is None:
             state = self.state = StreamState()
         state.items += 1
+        if type(item) is dict and (item.get("type") == "error" or "error" in item):
+            # Both providers report a failure inside a stream as an event with an "error" object.
+            details = item.get("error")
+            details = details if type(details) is dict else {}
+            state.error = CallError(
+                type=str(details.get("type") or "stream_error"),
+                message=str(details.get("message") or "the provider ended the stream with an error"),
+            )
+            return
         if self.extractor.stream_item(state, item) and self.first_item_ns is None:
             self.first_item_ns = time.perf_counter_ns()
 
-    def stream_ended(self, *, complete: bool, error: BaseException | None = None) -> None:
+    def stream_ended(self, *, complete: bool, error: BaseException | CallError | None = None) -> None:
         """The stream was read to its end, closed early, broke, or was dropped unfinished."""
         if not self._claim():
             return
@@ -340,6 +402,8 @@ class LlmCall:
         else:
             output = self.extractor.stream_output(state)
             usage, finish_reasons, response_model = state.usage, state.finish_reasons or None, state.model
+        if error is None and state.error is not None:
+            error = state.error  # an error event inside the stream
         estimated = None
         if usage is None and state.items:
             # The stream carried no usage (OpenAI sends it only with include_usage): estimate it.

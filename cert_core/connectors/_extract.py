@@ -16,10 +16,11 @@ __all__ = ["ANTHROPIC_MESSAGES", "OPENAI_EXTRACTORS"]
 
 
 def _get(obj: Any, *path: str) -> Any:
+    """``obj[a][b]...`` for decoded JSON, ``None`` wherever a step is missing or not an object."""
     for name in path:
-        if obj is None:
+        if type(obj) is not dict:
             return None
-        obj = obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+        obj = obj.get(name)
     return obj
 
 
@@ -172,7 +173,14 @@ class OpenAIEmbeddings:
 
 
 def _responses_output(result: Any) -> Any:
-    text = _get(result, "output_text")
+    # What the SDK offers as ``Response.output_text``: the text parts of the message items.
+    text = "".join(
+        part.get("text") or ""
+        for item in _get(result, "output") or []
+        if _get(item, "type") == "message"
+        for part in _get(item, "content") or []
+        if _get(part, "type") == "output_text"
+    )
     calls = [
         {"name": _get(item, "name"), "arguments": _get(item, "arguments")}
         for item in _get(result, "output") or []
@@ -205,6 +213,7 @@ class OpenAIResponses:
             return True
         if kind in ("response.completed", "response.incomplete", "response.failed"):
             state.final = _get(item, "response")
+            state.ended = True
         elif kind == "response.created":
             state.model = _get(item, "response", "model")
         return kind.endswith(".delta")
@@ -270,7 +279,7 @@ class AnthropicMessages:
 
     def request_input(self, body: Mapping[str, Any]) -> Any:
         system = body.get("system")
-        if system:
+        if system:  # the SDKs' "not given" sentinels are falsy
             return {"system": system, "messages": body.get("messages")}
         return body.get("messages")
 
@@ -308,6 +317,8 @@ class AnthropicMessages:
                     _get(delta, "thinking") or ""
                 )
             return True
+        elif kind == "message_stop":
+            state.ended = True
         elif kind == "message_delta":
             reason = _get(item, "delta", "stop_reason")
             if reason:

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from typing import Any
+
+import anthropic._base_client
+import httpx2
+import openai
+import openai._base_client
+import pytest
+
+import cert_core
+from cert_core.connectors import _call, _extract
+from cert_core.testing import FakeLLM
+from tests.cert_core.connectors.conftest import Collected
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+BASES = [openai._base_client, anthropic._base_client]
+
+
+def originals() -> list[Any]:
+    return [base.SyncAPIClient.__dict__["request"] for base in BASES] + [
+        base.AsyncAPIClient.__dict__["request"] for base in BASES
+    ]
+
+
+def test_instrument_is_idempotent_and_uninstrument_restores_the_original_functions() -> None:
+    before = originals()
+    assert cert_core.instrument() == ["anthropic", "openai"]
+    patched = originals()
+    assert all(p is not b for p, b in zip(patched, before, strict=True))
+    assert all(p.__wrapped__ is b for p, b in zip(patched, before, strict=True))
+    assert cert_core.instrument() == ["anthropic", "openai"]
+    assert originals() == patched  # nothing patched twice
+    cert_core.uninstrument()
+    assert all(a is b for a, b in zip(originals(), before, strict=True))
+    assert cert_core.instrumented_providers() == []
+    cert_core.uninstrument()  # a second call is harmless
+
+
+def test_instrument_one_provider() -> None:
+    try:
+        assert cert_core.instrument(["openai"]) == ["openai"]
+        assert anthropic._base_client.SyncAPIClient.__dict__["request"].__name__ == "request"
+        assert not hasattr(anthropic._base_client.SyncAPIClient.__dict__["request"], "__cert_original__")
+        assert hasattr(openai._base_client.SyncAPIClient.__dict__["request"], "__cert_original__")
+    finally:
+        cert_core.uninstrument()
+
+
+def test_bad_arguments_are_refused_with_the_accepted_values() -> None:
+    with pytest.raises(ValueError, match="unknown provider 'cohere'; known: openai, anthropic"):
+        cert_core.instrument(["cohere"])
+    with pytest.raises(ValueError, match="capture must be one of full, hashed, off; got 'some'"):
+        cert_core.instrument(capture="some")
+    assert cert_core.instrumented_providers() == []
+
+
+def test_signature_is_kept_for_sdks_that_inspect_it() -> None:
+    import inspect
+
+    before = inspect.signature(openai._base_client.SyncAPIClient.request)
+    cert_core.instrument()
+    try:
+        assert inspect.signature(openai._base_client.SyncAPIClient.request) == before
+    finally:
+        cert_core.uninstrument()
+
+
+def test_a_failure_inside_instrumentation_never_reaches_the_caller(
+    instrumented: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    trace_schema: dict[str, Any],
+) -> None:
+    def broken(self: Any, result: Any) -> Any:
+        raise RuntimeError("extractor bug")
+
+    monkeypatch.setattr(_extract.OpenAIChat, "response", broken)
+    monkeypatch.setattr(_call, "_reported", False)
+    before = cert_core.instrumentation_stats().errors
+    client = openai.OpenAI(
+        api_key="k", http_client=httpx2.Client(transport=FakeLLM().openai_chat("ok").transport())
+    )
+    collected = Collected(trace_schema)
+    with caplog.at_level(logging.ERROR, logger="cert_core"), cert_core.recording(collected):
+        for _ in range(3):
+            response = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            assert response.choices[0].message.content == "ok"
+    stats = cert_core.instrumentation_stats()
+    assert stats.errors == before + 3
+    assert "extractor bug" in (stats.last_error or "")
+    assert len([r for r in caplog.records if "extractor bug" in r.getMessage()]) == 1
+    assert collected.records == []
+
+
+def test_a_failure_while_observing_a_stream_keeps_the_stream_intact(
+    instrumented: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Any, state: Any, item: Any) -> bool:
+        raise KeyError("chunk bug")
+
+    monkeypatch.setattr(_extract.OpenAIChat, "stream_item", broken)
+    client = openai.OpenAI(
+        api_key="k", http_client=httpx2.Client(transport=FakeLLM().openai_chat("ok go").transport())
+    )
+    before = cert_core.instrumentation_stats().errors
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "ok go"
+    assert cert_core.instrumentation_stats().errors > before
+
+
+def test_import_cert_core_auto_instruments() -> None:
+    code = (
+        "import cert_core.auto, cert_core\n"
+        "import openai._base_client as b\n"
+        "print(cert_core.instrumented_providers(), hasattr(b.SyncAPIClient.request, '__cert_original__'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "['anthropic', 'openai'] True"
