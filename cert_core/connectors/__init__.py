@@ -18,6 +18,7 @@ import contextvars
 import functools
 import importlib
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
@@ -101,37 +102,25 @@ def _begin(route: Callable[..., Any], client: Any, options: Any) -> LlmCall | No
     return LlmCall(provider, extractor, body if isinstance(body, dict) else {}, capture=_capture, model=model)
 
 
-class _EventStream:
-    """Server-sent events, parsed from the decoded body bytes as the SDK reads them."""
+class _EventCollector:
+    """The raw bytes of a server-sent-event stream, kept as the SDK reads them; parsed at the end."""
 
-    __slots__ = ("buffer", "call")
+    __slots__ = ("call", "chunks", "first_token")
 
     def __init__(self, call: LlmCall) -> None:
         self.call = call
-        self.buffer = b""
+        self.chunks: list[bytes] = []
+        self.first_token = call.extractor.first_token
 
     def feed(self, data: bytes) -> None:
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
-        events = (self.buffer + data if self.buffer else data).split(b"\n\n")
-        self.buffer = events.pop()
-        for event in events:
-            self.event(event)
+        self.chunks.append(data)
+        if self.first_token is not None and self.first_token.search(data):
+            self.call.first_item_ns = time.perf_counter_ns()
+            self.first_token = None
 
-    def event(self, raw: bytes) -> None:
-        start = raw.find(b"data:")
-        if start < 0:
-            return
-        if raw.find(b"\ndata:", start) < 0:  # one data line: the usual case
-            payload = raw[start + 5 :].strip()
-        else:
-            payload = b"\n".join(
-                line[5:].strip() for line in raw[start:].split(b"\n") if line.startswith(b"data:")
-            )
-        if payload == b"[DONE]":
-            self.call.mark_ended()
-            return
-        self.call.stream_item(msgspec.json.decode(payload))
+    def parse(self) -> None:
+        self.call.take_events(b"".join(self.chunks))
+        self.chunks.clear()
 
 
 def _observe(call: LlmCall) -> None:
@@ -143,16 +132,26 @@ def _observe(call: LlmCall) -> None:
     if not call.stream and hasattr(response, "_content"):  # read already: the usual call
         call.succeeded(msgspec.json.decode(response.content))
     elif "text/event-stream" in response.headers.get("content-type", ""):
-        _watch(call, response, _EventStream(call).feed)
+        events = _EventCollector(call)
+        _watch(call, response, events.feed, parse=events.parse)
     elif call.stream:
         call.unreadable(f"stream format {response.headers.get('content-type')!r} is not server-sent events")
     else:  # with_streaming_response: the body is read later, when the caller asks for it
         chunks: list[bytes] = []
-        _watch(call, response, chunks.append, lambda: call.succeeded(msgspec.json.decode(b"".join(chunks))))
+
+        def done() -> None:
+            call.succeeded(msgspec.json.decode(b"".join(chunks)))
+
+        _watch(call, response, chunks.append, done=done)
 
 
 def _watch(
-    call: LlmCall, response: Any, feed: Callable[[bytes], None], done: Callable[[], None] | None = None
+    call: LlmCall,
+    response: Any,
+    feed: Callable[[bytes], None],
+    *,
+    done: Callable[[], None] | None = None,
+    parse: Callable[[], None] | None = None,
 ) -> None:
     """Observe the decoded body bytes of ``response`` as the SDK iterates them."""
     if call.is_async:
@@ -163,17 +162,17 @@ def _watch(
             complete = False
             try:
                 async for chunk in original_aiter(*args, **kwargs):
-                    contained(feed, chunk, where="stream data")
+                    feed(chunk)  # an append (and a pattern search until the first token)
                     yield chunk
                 complete = True
             finally:
-                _finish(call, complete, done)
+                _finish(call, complete, done, parse)
 
         async def aclose() -> None:
             try:
                 await original_aclose()
             finally:
-                _finish(call, False, None)
+                _finish(call, False, None, parse)
 
         response.aiter_bytes = aiter_bytes
         response.aclose = aclose
@@ -185,29 +184,33 @@ def _watch(
             complete = False
             try:
                 for chunk in original_iter(*args, **kwargs):
-                    contained(feed, chunk, where="stream data")
+                    feed(chunk)  # an append (and a pattern search until the first token)
                     yield chunk
                 complete = True
             finally:
-                _finish(call, complete, done)
+                _finish(call, complete, done, parse)
 
         def close() -> None:
             try:
                 original_close()
             finally:
-                _finish(call, False, None)
+                _finish(call, False, None, parse)
 
         response.iter_bytes = iter_bytes
         response.close = close
-    weakref.finalize(response, _finish, call, False, None)
+    weakref.finalize(response, _finish, call, False, None, parse)
 
 
-def _finish(call: LlmCall, complete: bool, done: Callable[[], None] | None) -> None:
+def _finish(
+    call: LlmCall, complete: bool, done: Callable[[], None] | None, parse: Callable[[], None] | None
+) -> None:
     # The body was read to its end, or the response closed (by the SDK after the last event, by
     # the caller early, or by garbage collection). A stream counts as complete when its
     # terminal event arrived ([DONE], message_stop, response.completed), whichever way it ended.
     if call.finished:
         return
+    if parse is not None:
+        contained(parse, where="stream events")
     if done is not None and complete:
         contained(done, where="response body")
     else:

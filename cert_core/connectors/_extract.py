@@ -6,11 +6,26 @@ Attribute access with defaults throughout (``_get``), so a field an SDK version 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from .._records import Usage
+import msgspec
+
+from .._records import CallError, Usage
 from ._call import StreamState
+
+_ANY = msgspec.json.Decoder()
+
+
+def _stream_error(details: Any) -> CallError:
+    """An error event inside a stream (both providers send one as an ``error`` object)."""
+    details = details if type(details) is dict else {}
+    return CallError(
+        type=str(details.get("type") or "stream_error"),
+        message=str(details.get("message") or "the provider ended the stream with an error"),
+    )
+
 
 __all__ = ["ANTHROPIC_MESSAGES", "OPENAI_EXTRACTORS"]
 
@@ -29,20 +44,16 @@ def _count(value: Any) -> int:
 
 
 def _openai_usage(usage: Any) -> Usage | None:
-    if usage is None:
+    if type(usage) is not dict:
         return None
-    inputs = _get(usage, "prompt_tokens")
-    if inputs is None:
-        inputs = _get(usage, "input_tokens")  # Responses API
-    outputs = _get(usage, "completion_tokens")
-    if outputs is None:
-        outputs = _get(usage, "output_tokens")
-    cached = _get(usage, "prompt_tokens_details", "cached_tokens")
-    if cached is None:
-        cached = _get(usage, "input_tokens_details", "cached_tokens")
-    reasoning = _get(usage, "completion_tokens_details", "reasoning_tokens")
-    if reasoning is None:
-        reasoning = _get(usage, "output_tokens_details", "reasoning_tokens")
+    get = usage.get
+    # Chat and completions name them prompt/completion tokens; the Responses API input/output.
+    inputs = get("prompt_tokens", get("input_tokens"))
+    outputs = get("completion_tokens", get("output_tokens"))
+    details = get("prompt_tokens_details") or get("input_tokens_details")
+    cached = details.get("cached_tokens") if type(details) is dict else None
+    details = get("completion_tokens_details") or get("output_tokens_details")
+    reasoning = details.get("reasoning_tokens") if type(details) is dict else None
     return Usage(
         input_tokens=_count(inputs),
         output_tokens=_count(outputs),
@@ -58,9 +69,11 @@ def _one_or_many(outputs: list[Any]) -> Any:
 
 
 def _chat_message(message: Any) -> Any:
-    content = _get(message, "content")
-    tool_calls = _get(message, "tool_calls") or []
-    refusal = _get(message, "refusal")
+    if type(message) is not dict:
+        return None
+    content = message.get("content")
+    tool_calls = message.get("tool_calls") or []
+    refusal = message.get("refusal")
     if not tool_calls and not refusal:
         return content
     out: dict[str, Any] = {"content": content}
@@ -74,43 +87,88 @@ def _chat_message(message: Any) -> Any:
     return out
 
 
+class _Function(msgspec.Struct, gc=False):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolDelta(msgspec.Struct, gc=False):
+    index: int = 0
+    function: _Function | None = None
+
+
+class _Delta(msgspec.Struct, gc=False):
+    content: str | None = None
+    tool_calls: list[_ToolDelta] | None = None
+
+
+class _Choice(msgspec.Struct, gc=False):
+    index: int = 0
+    delta: _Delta | None = None
+    text: str | None = None  # legacy completions
+    finish_reason: str | None = None
+
+
+class _Chunk(msgspec.Struct, gc=False):
+    """The fields of an OpenAI stream chunk we read; msgspec skips the rest while decoding (in C)."""
+
+    model: str | None = None
+    choices: list[_Choice] | None = None
+    usage: dict[str, Any] | None = None
+    error: Any = None
+
+
 class OpenAIChat:
     operation = "chat"
+    # The first chunk with a token: non-empty content or a tool call (the role chunk has none).
+    first_token: re.Pattern[bytes] | None = re.compile(rb'"content": ?"[^"]|"tool_calls": ?\[')
+    decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_Chunk)
 
     def request_input(self, body: Mapping[str, Any]) -> Any:
         return body.get("messages")
 
     def response(self, result: Any) -> tuple[Any, Usage | None, list[str] | None, str | None]:
-        choices = _get(result, "choices") or []
+        if type(result) is not dict:
+            return None, None, None, None
+        choices = result.get("choices") or []
+        if len(choices) == 1 and type(choices[0]) is dict:  # the usual case, read directly
+            choice = choices[0]
+            reason = choice.get("finish_reason")
+            return (
+                _chat_message(choice.get("message")),
+                _openai_usage(result.get("usage")),
+                [str(reason)] if reason else None,
+                result.get("model"),
+            )
         finish = [str(r) for c in choices if (r := _get(c, "finish_reason"))]
         output = _one_or_many([_chat_message(_get(c, "message")) for c in choices])
-        return output, _openai_usage(_get(result, "usage")), finish or None, _get(result, "model")
+        return output, _openai_usage(result.get("usage")), finish or None, result.get("model")
 
-    def stream_item(self, state: StreamState, item: Any) -> bool:
-        state.model = _get(item, "model") or state.model
-        usage = _get(item, "usage")
-        if usage is not None:
-            state.usage = _openai_usage(usage)
-        content = False
-        for choice in _get(item, "choices") or []:
-            index = _get(choice, "index") or 0
-            delta = _get(choice, "delta")
-            text = _get(delta, "content")
-            if text:
-                state.add_text(index, text)
-                content = True
-            for call in _get(delta, "tool_calls") or []:
-                key = index * 1000 + (_get(call, "index") or 0)
-                tool = state.tools.setdefault(key, {"name": None, "arguments": ""})
-                name = _get(call, "function", "name")
-                if name:
-                    tool["name"] = name
-                tool["arguments"] += _get(call, "function", "arguments") or ""
-                content = True
-            reason = _get(choice, "finish_reason")
-            if reason:
-                state.finish_reasons.append(str(reason))
-        return content
+    def stream_items(self, state: StreamState, items: list[_Chunk]) -> None:
+        texts = state.texts
+        for item in items:
+            if item.error is not None:
+                state.error = _stream_error(item.error)
+            if item.model:
+                state.model = item.model
+            if item.usage is not None:
+                state.usage = _openai_usage(item.usage)
+            for choice in item.choices or ():
+                delta = choice.delta
+                if delta is not None:
+                    if delta.content:
+                        texts.setdefault(choice.index, []).append(delta.content)
+                    for call in delta.tool_calls or ():
+                        key = choice.index * 1000 + call.index
+                        tool = state.tools.setdefault(key, {"name": None, "arguments": ""})
+                        if call.function is not None:
+                            if call.function.name:
+                                tool["name"] = call.function.name
+                            tool["arguments"] += call.function.arguments or ""
+                elif choice.text:
+                    texts.setdefault(choice.index, []).append(choice.text)
+                if choice.finish_reason:
+                    state.finish_reasons.append(choice.finish_reason)
 
     def stream_output(self, state: StreamState) -> Any:
         indices = sorted(set(state.texts) | {key // 1000 for key in state.tools})
@@ -122,8 +180,9 @@ class OpenAIChat:
         return _one_or_many(outputs)
 
 
-class OpenAICompletion:
+class OpenAICompletion(OpenAIChat):
     operation = "text_completion"
+    first_token: re.Pattern[bytes] | None = re.compile(rb'"text": ?"[^"]')
 
     def request_input(self, body: Mapping[str, Any]) -> Any:
         return body.get("prompt")
@@ -134,26 +193,14 @@ class OpenAICompletion:
         output = _one_or_many([_get(c, "text") for c in choices])
         return output, _openai_usage(_get(result, "usage")), finish or None, _get(result, "model")
 
-    def stream_item(self, state: StreamState, item: Any) -> bool:
-        state.model = _get(item, "model") or state.model
-        if (usage := _get(item, "usage")) is not None:
-            state.usage = _openai_usage(usage)
-        content = False
-        for choice in _get(item, "choices") or []:
-            text = _get(choice, "text")
-            if text:
-                state.add_text(_get(choice, "index") or 0, text)
-                content = True
-            if reason := _get(choice, "finish_reason"):
-                state.finish_reasons.append(str(reason))
-        return content
-
     def stream_output(self, state: StreamState) -> Any:
         return _one_or_many(["".join(parts) for _, parts in sorted(state.texts.items())])
 
 
 class OpenAIEmbeddings:
     operation = "embeddings"
+    first_token: re.Pattern[bytes] | None = None
+    decoder: msgspec.json.Decoder[Any] = _ANY
 
     def request_input(self, body: Mapping[str, Any]) -> Any:
         return body.get("input")
@@ -165,8 +212,8 @@ class OpenAIEmbeddings:
         output = {"vectors": len(data), "dimensions": len(first) if isinstance(first, (list, str)) else None}
         return output, _openai_usage(_get(result, "usage")), None, _get(result, "model")
 
-    def stream_item(self, state: StreamState, item: Any) -> bool:  # embeddings are never streamed
-        return False
+    def stream_items(self, state: StreamState, items: list[Any]) -> None:  # never streamed
+        return None
 
     def stream_output(self, state: StreamState) -> Any:
         return None
@@ -193,6 +240,8 @@ def _responses_output(result: Any) -> Any:
 
 class OpenAIResponses:
     operation = "responses"
+    first_token: re.Pattern[bytes] | None = re.compile(rb'"type": ?"response\.[a-z_.]*delta"')
+    decoder: msgspec.json.Decoder[Any] = _ANY
 
     def request_input(self, body: Mapping[str, Any]) -> Any:
         instructions = body.get("instructions")
@@ -206,17 +255,18 @@ class OpenAIResponses:
         finish = [str(reason or status)] if (reason or status) else None
         return _responses_output(result), _openai_usage(_get(result, "usage")), finish, _get(result, "model")
 
-    def stream_item(self, state: StreamState, item: Any) -> bool:
-        kind = _get(item, "type") or ""
-        if kind == "response.output_text.delta":
-            state.add_text(0, _get(item, "delta"))
-            return True
-        if kind in ("response.completed", "response.incomplete", "response.failed"):
-            state.final = _get(item, "response")
-            state.ended = True
-        elif kind == "response.created":
-            state.model = _get(item, "response", "model")
-        return kind.endswith(".delta")
+    def stream_items(self, state: StreamState, items: list[Any]) -> None:
+        for item in items:
+            kind = _get(item, "type") or ""
+            if kind == "response.output_text.delta":
+                state.add_text(0, _get(item, "delta"))
+            elif kind in ("response.completed", "response.incomplete", "response.failed"):
+                state.final = _get(item, "response")
+                state.ended = True
+            elif kind == "response.created":
+                state.model = _get(item, "response", "model")
+            elif kind == "error" or "error" in item:
+                state.error = _stream_error(item.get("error") or item)
 
     def stream_output(self, state: StreamState) -> Any:
         return state.text() or None
@@ -276,6 +326,8 @@ def _anthropic_output(blocks: list[dict[str, Any]]) -> Any:
 
 class AnthropicMessages:
     operation = "chat"
+    first_token: re.Pattern[bytes] | None = re.compile(rb'"type": ?"content_block_delta"')
+    decoder: msgspec.json.Decoder[Any] = _ANY
 
     def request_input(self, body: Mapping[str, Any]) -> Any:
         system = body.get("system")
@@ -293,9 +345,15 @@ class AnthropicMessages:
             _get(result, "model"),
         )
 
-    def stream_item(self, state: StreamState, item: Any) -> bool:
+    def stream_items(self, state: StreamState, items: list[Any]) -> None:
+        for item in items:
+            self._event(state, item)
+
+    def _event(self, state: StreamState, item: Any) -> None:
         kind = _get(item, "type")
-        if kind == "message_start":
+        if kind == "error":
+            state.error = _stream_error(item.get("error"))
+        elif kind == "message_start":
             message = _get(item, "message")
             state.model = _get(message, "model")
             state.usage = _anthropic_usage(_get(message, "usage"))
@@ -316,7 +374,6 @@ class AnthropicMessages:
                 state.tools[index]["thinking"] = (state.tools[index].get("thinking") or "") + (
                     _get(delta, "thinking") or ""
                 )
-            return True
         elif kind == "message_stop":
             state.ended = True
         elif kind == "message_delta":
@@ -324,7 +381,6 @@ class AnthropicMessages:
             if reason:
                 state.finish_reasons.append(str(reason))
             state.usage = _anthropic_usage(_get(item, "usage"), state.usage)
-        return False
 
     def stream_output(self, state: StreamState) -> Any:
         import json

@@ -99,10 +99,10 @@ def test_a_failure_inside_instrumentation_never_reaches_the_caller(
 def test_a_failure_while_observing_a_stream_keeps_the_stream_intact(
     instrumented: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: Any, state: Any, item: Any) -> bool:
+    def broken(self: Any, state: Any, items: Any) -> None:
         raise KeyError("chunk bug")
 
-    monkeypatch.setattr(_extract.OpenAIChat, "stream_item", broken)
+    monkeypatch.setattr(_extract.OpenAIChat, "stream_items", broken)
     client = openai.OpenAI(
         api_key="k", http_client=httpx2.Client(transport=FakeLLM().openai_chat("ok go").transport())
     )
