@@ -347,9 +347,7 @@ class LlmCall:
             operation=self.extractor.operation,  # type: ignore[arg-type]
             request_model=self.model,
             response_model=response_model,
-            input=self.extractor.request_input(body)
-            if full
-            else self._captured(self.extractor.request_input(body)),
+            input=given if full else self._captured(given),
             output=output if full else self._captured(output),
             usage=usage,
             usage_estimated=usage_estimated,
