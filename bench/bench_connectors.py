@@ -1,16 +1,21 @@
 """Overhead of the OpenAI / Anthropic instrumentation, against the bare SDK and OpenLLMetry.
 
-Run: ``python bench/bench_connectors.py`` (needs the ``openai``, ``anthropic`` and, for the
-OpenLLMetry column, ``opentelemetry-sdk`` + ``opentelemetry-instrumentation-openai`` packages:
-``pip install -e ".[bench]"``). Every call goes through the real SDK over an in-process mock
-transport, so what is measured is the SDK's own work plus ours; records are written to a trace
-file, as in real use. Batches of instrumented and bare calls alternate and the figure is the
-median of their paired differences, which keeps load from elsewhere on a shared machine out.
+Run: ``python bench/bench_connectors.py`` (needs ``openai``, ``anthropic`` and, for the OpenLLMetry
+column, ``opentelemetry-sdk`` + ``opentelemetry-instrumentation-openai``: ``pip install -e ".[bench]"``).
+Every call goes through the real SDK over an in-process mock transport, so what is measured is the
+SDK's own work plus the instrumentation's; cert_core writes its records to a trace file, as in real
+use, and OpenLLMetry exports its spans to memory.
 
-Figures (last line, JSON): ``openai_overhead_us`` and ``anthropic_overhead_us`` (median extra
-time per non-streamed call), ``stream_chunk_overhead_us`` (per chunk of a 100-chunk stream),
-``openllmetry_overhead_us`` (the same OpenAI call instrumented by OpenLLMetry with an in-memory
-span exporter instead of ours).
+Method. Each instrumentation runs in its own worker process, set up once as in real use, and times
+batches of calls after a warm-up; the workers run in rotating order, round after round, and a
+figure is the median over rounds of (worker's median time per call - bare worker's). Switching
+instrumentation on and off inside one process would measure the cost of switching (class
+attributes rewritten, Python's specialised bytecode thrown away), not the steady state; and
+OpenLLMetry's ``uninstrument`` leaves its wrappers in place, so it cannot be switched at all.
+
+Figures (last line, JSON): ``openai_overhead_us`` and ``anthropic_overhead_us`` (median extra time
+per non-streamed call), ``stream_chunk_overhead_us`` (per chunk of a 101-chunk OpenAI stream),
+``openllmetry_overhead_us`` (the same OpenAI call, instrumented by OpenLLMetry instead).
 """
 
 from __future__ import annotations
@@ -18,20 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import anthropic
-import httpx2
-import openai
-
-import cert_core
-from cert_core.testing import FakeLLM, Reply, openai_chat_chunks
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+WORKLOADS = {"openai": 200, "anthropic": 200, "stream": 20}  # calls per worker
+STREAM_CHUNKS = 101
 
 
 def batch_us(fn: Callable[[], object], batch: int) -> float:
@@ -41,51 +42,51 @@ def batch_us(fn: Callable[[], object], batch: int) -> float:
     return (time.perf_counter_ns() - t0) / batch / 1000
 
 
-def paired_extra_us(
-    setup_on: Callable[[], None],
-    setup_off: Callable[[], None],
-    fn: Callable[[], object],
-    batch: int,
-    repeats: int,
-) -> tuple[float, float]:
-    """(median extra time per call with the instrumentation on, median bare time per call)."""
-    diffs, bare = [], []
-    for _ in range(repeats):
-        setup_off()
-        off = batch_us(fn, batch)
-        setup_on()
-        on = batch_us(fn, batch)
-        diffs.append(on - off)
-        bare.append(off)
-    setup_off()
-    return statistics.median(diffs), statistics.median(bare)
-
-
 class FileRecorder:
     def __init__(self, path: Path) -> None:
+        import cert_core
+
         self.writer = cert_core.TraceWriter(path)
 
-    def record(self, record: cert_core.TraceRecord) -> None:
-        self.writer.write(record)
+    def record(self, record: object) -> None:
+        self.writer.write(record)  # type: ignore[arg-type]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=20, help="Calls per batch (default 20)")
-    parser.add_argument("--repeats", type=int, default=41, help="Batch pairs per figure (default 41)")
-    args = parser.parse_args()
+def worker(mode: str, workload: str, calls: int) -> None:
+    """One measuring process; prints its median time per call over batches."""
+    import anthropic
+    import httpx2
+    import openai
+
+    import cert_core
+    from cert_core.testing import FakeLLM, Reply, openai_chat_chunks
 
     answer = "Paris is the capital of France."
     fake = FakeLLM().openai_chat(answer).anthropic(answer)
-    pieces = [f"word{i} " for i in range(98)]
-    fake.add("/stream/chat/completions", Reply(stream=openai_chat_chunks(pieces), done=True))
-    oc = openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=fake.transport()))
-    ac = anthropic.Anthropic(api_key="sk-ant-test", http_client=httpx2.Client(transport=fake.transport()))
-    streaming = openai.OpenAI(
-        api_key="sk-test",
-        base_url="http://mock/stream",
-        http_client=httpx2.Client(transport=fake.transport()),
+    pieces = [f"word{i} " for i in range(STREAM_CHUNKS - 3)]
+    fake.add(
+        "/chat/completions",
+        Reply(fake.replies["/chat/completions"][0].body, stream=openai_chat_chunks(pieces)),
     )
+    fake.replies["/chat/completions"].pop(0)
+    transport = fake.transport()
+    oc = openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=transport))
+    ac = anthropic.Anthropic(api_key="sk-ant-test", http_client=httpx2.Client(transport=transport))
+    exporter = None
+    if mode == "cert":
+        recorder = FileRecorder(Path(tempfile.mkdtemp()) / "traces.jsonl")
+        cert_core.add_recorder(recorder)
+        cert_core.instrument()
+    elif mode == "openllmetry":
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
 
     def openai_call() -> object:
         return oc.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
@@ -94,90 +95,102 @@ def main() -> None:
         return ac.messages.create(model="claude-sonnet-4-20250514", max_tokens=64, messages=MESSAGES)  # type: ignore[arg-type]
 
     def stream_call() -> object:
-        stream = streaming.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+        stream = oc.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
         count = sum(1 for _ in stream)
-        assert count == 101, count
+        assert count == STREAM_CHUNKS, count
         return count
 
-    with tempfile.TemporaryDirectory() as tmp:
-        recorder = FileRecorder(Path(tmp) / "traces.jsonl")
-        cert_core.add_recorder(recorder)
-
-        def on() -> None:
-            cert_core.instrument()
-
-        def off() -> None:
-            cert_core.uninstrument()
-
-        for fn in (openai_call, anthropic_call, stream_call):  # warm up imports, caches, pricing
-            on()
-            for _ in range(20):
-                fn()
-            off()
-        openai_extra, openai_bare = paired_extra_us(on, off, openai_call, args.batch, args.repeats)
-        anthropic_extra, anthropic_bare = paired_extra_us(on, off, anthropic_call, args.batch, args.repeats)
-        stream_batch = max(1, args.batch // 4)
-        stream_extra, stream_bare = paired_extra_us(on, off, stream_call, stream_batch, args.repeats)
+    call = {"openai": openai_call, "anthropic": anthropic_call, "stream": stream_call}[workload]
+    batch = 10 if workload != "stream" else 2
+    for _ in range(max(10, calls // 5)):
+        call()
+    samples = []
+    for _ in range(calls // batch):
+        fake.requests.clear()
+        samples.append(batch_us(call, batch))
+    if exporter is not None:
+        assert len(exporter.get_finished_spans()) >= calls, "OpenLLMetry made no spans for these calls"
+    if mode == "cert":
         recorder.writer.close()
-        cert_core.remove_recorder(recorder)
-        written = recorder.writer.stats.written
-        openllmetry = measure_openllmetry(openai_call, args)
+        assert recorder.writer.stats.written >= calls, recorder.writer.stats
+        assert cert_core.instrumentation_stats().errors == 0, cert_core.instrumentation_stats()
+    print(statistics.median(samples))
 
-    figures: dict[str, Any] = {
-        "openai_overhead_us": round(openai_extra, 1),
-        "anthropic_overhead_us": round(anthropic_extra, 1),
-        "stream_chunk_overhead_us": round(stream_extra / 101, 2),
-        "openllmetry_overhead_us": None if openllmetry is None else round(openllmetry, 1),
+
+def run_worker(mode: str, workload: str, calls: int) -> float:
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", mode, "--workload", workload, "--calls", str(calls)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return float(out.split()[-1])
+
+
+def has_openllmetry() -> bool:
+    try:
+        import opentelemetry.instrumentation.openai
+        import opentelemetry.sdk.trace  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9, help="Rounds of worker processes (default 9)")
+    parser.add_argument("--worker", choices=["bare", "cert", "openllmetry"], help=argparse.SUPPRESS)
+    parser.add_argument("--workload", choices=list(WORKLOADS), help=argparse.SUPPRESS)
+    parser.add_argument("--calls", type=int, default=200, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.workload, args.calls)
+        return
+
+    import anthropic
+    import openai
+
+    otel = has_openllmetry()
+    if not otel:
+        print("OpenLLMetry not installed (pip install -e '.[bench]'): its column is left empty")
+    extra: dict[tuple[str, str], list[float]] = {}
+    bare: dict[str, list[float]] = {w: [] for w in WORKLOADS}
+    for workload, calls in WORKLOADS.items():
+        modes = ["bare", "cert"] + (["openllmetry"] if workload == "openai" and otel else [])
+        for round_ in range(args.rounds):
+            order = modes[round_ % len(modes) :] + modes[: round_ % len(modes)]
+            times = {mode: run_worker(mode, workload, calls) for mode in order}
+            bare[workload].append(times["bare"])
+            for mode in modes[1:]:
+                extra.setdefault((workload, mode), []).append(times[mode] - times["bare"])
+
+    def med(key: tuple[str, str]) -> float | None:
+        return statistics.median(extra[key]) if key in extra else None
+
+    stream = med(("stream", "cert"))
+    otel_extra = med(("openai", "openllmetry"))
+    figures = {
+        "openai_overhead_us": round(med(("openai", "cert")) or 0.0, 1),
+        "anthropic_overhead_us": round(med(("anthropic", "cert")) or 0.0, 1),
+        "stream_chunk_overhead_us": round((stream or 0.0) / STREAM_CHUNKS, 2),
+        "openllmetry_overhead_us": None if otel_extra is None else round(otel_extra, 1),
     }
-    versions = f"openai {openai.__version__}, anthropic {anthropic.__version__}"
-    print(f"bench_connectors: {versions}, {written} records written")
+    print(
+        f"bench_connectors: openai {openai.__version__}, anthropic {anthropic.__version__}, "
+        f"{args.rounds} rounds of one process per instrumentation"
+    )
     print(f"{'figure':28} {'measured':>10} {'bare SDK call':>14} {'target':>10}")
     rows = [
-        ("openai_overhead_us", openai_bare, "<= 50"),
-        ("anthropic_overhead_us", anthropic_bare, "<= 50"),
-        ("stream_chunk_overhead_us", stream_bare / 101, "<= 2"),
-        ("openllmetry_overhead_us", openai_bare, "> ours"),
+        ("openai_overhead_us", statistics.median(bare["openai"]), "<= 50"),
+        ("anthropic_overhead_us", statistics.median(bare["anthropic"]), "<= 50"),
+        ("stream_chunk_overhead_us", statistics.median(bare["stream"]) / STREAM_CHUNKS, "<= 2"),
+        ("openllmetry_overhead_us", statistics.median(bare["openai"]), "> ours"),
     ]
-    for key, bare, target in rows:
+    for key, base, target in rows:
         value = figures[key]
-        print(f"{key:28} {'n/a' if value is None else value:>10} {bare:>12.1f}us {target:>10}")
+        shown = "n/a" if value is None else value
+        print(f"{key:28} {shown:>10} {base:>12.1f}us {target:>10}")
     print(json.dumps(figures))
-
-
-def measure_openllmetry(openai_call: Callable[[], object], args: argparse.Namespace) -> float | None:
-    try:
-        from opentelemetry import trace
-        from opentelemetry.instrumentation.openai import OpenAIInstrumentor
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    except ImportError:
-        print("OpenLLMetry not installed (pip install -e '.[bench]'): its column is left empty")
-        return None
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    instrumentor = OpenAIInstrumentor()
-
-    def on() -> None:
-        instrumentor.instrument(tracer_provider=provider)
-
-    def off() -> None:
-        if instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.uninstrument()
-        exporter.clear()
-
-    on()
-    for _ in range(20):
-        openai_call()
-    spans = len(exporter.get_finished_spans())
-    off()
-    if spans == 0:
-        print("OpenLLMetry made no span for this openai version: its column is left empty")
-        return None
-    extra, _ = paired_extra_us(on, off, openai_call, args.batch, args.repeats)
-    return extra
 
 
 if __name__ == "__main__":
