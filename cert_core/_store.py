@@ -497,30 +497,23 @@ _GZ_CHUNK = 1 << 14
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
-    """``(line_number, line_without_newline, had_newline)`` for each line, streaming in 1 MiB chunks.
+    """``(line_number, line_without_newline, had_newline)`` for each line, streaming.
 
     Raises :class:`TraceReadError` for a compressed file that ends early or is not gzip.
     """
-    number = 0
-    size = _GZ_CHUNK if path.name.endswith(".gz") else _CHUNK
-    with _open_binary(path) as stream:
-        rest = b""
-        try:
-            while True:
-                chunk = stream.read(size)
-                if not chunk:
-                    break
-                lines = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
-                rest = lines.pop()
-                for line in lines:
-                    number += 1
-                    yield number, line, True
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            raise TraceReadError(
-                str(path), number + 1, "<file>", f"compressed data is damaged: {exc}"
-            ) from exc
-        if rest:
-            yield number + 1, rest, False
+    counter = _LineCounter(path)
+    counter.eager = True  # every line is numbered here anyway
+    for offset, buffer, start, end in _blocks(path, str(path), counter):
+        lines = buffer[start:end].split(b"\n")
+        last = lines.pop()  # b"" when the block ends with a newline, as all but a file's last do
+        before = counter.lines
+        for index, line in enumerate(lines, start=before + 1):
+            yield index, line, True
+        number = before + len(lines)
+        if last:
+            number += 1
+            yield number, last, False
+        counter.advance(offset + end - start, number)
 
 
 def parse_line(raw: bytes) -> tuple[Any, str | None]:
@@ -615,7 +608,7 @@ def _blocks(path: Path, name: str, lines: _LineCounter) -> Iterator[tuple[int, b
     Streams the file in large reads and hands out slices by offset, so the bytes are not copied;
     only a line split across two reads is joined. Only the last block can lack a final newline.
     """
-    size = _GZ_CHUNK if lines.eager else _CHUNK
+    size = _GZ_CHUNK if path.name.endswith(".gz") else _CHUNK
     position = 0  # file offset of the start of ``chunk``
     with _open_binary(path) as stream:
         rest = b""
