@@ -205,33 +205,36 @@ def test_with_raw_response(records: Collected) -> None:
     assert records.one().output == "Paris."
 
 
+RESPONSE = {
+    "id": "resp_1",
+    "object": "response",
+    "created_at": 1730000000,
+    "model": "gpt-4o-mini-2024-07-18",
+    "status": "completed",
+    "output": [
+        {
+            "type": "message",
+            "id": "msg_1",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": "Paris.", "annotations": []}],
+        }
+    ],
+    "parallel_tool_calls": True,
+    "tool_choice": "auto",
+    "tools": [],
+    "usage": {
+        "input_tokens": 20,
+        "output_tokens": 3,
+        "total_tokens": 23,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": 0},
+    },
+}
+
+
 def test_responses_api(records: Collected) -> None:
-    body = {
-        "id": "resp_1",
-        "object": "response",
-        "created_at": 1730000000,
-        "model": "gpt-4o-mini-2024-07-18",
-        "status": "completed",
-        "output": [
-            {
-                "type": "message",
-                "id": "msg_1",
-                "role": "assistant",
-                "status": "completed",
-                "content": [{"type": "output_text", "text": "Paris.", "annotations": []}],
-            }
-        ],
-        "parallel_tool_calls": True,
-        "tool_choice": "auto",
-        "tools": [],
-        "usage": {
-            "input_tokens": 20,
-            "output_tokens": 3,
-            "total_tokens": 23,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens_details": {"reasoning_tokens": 0},
-        },
-    }
+    body = RESPONSE
     fake = FakeLLM().add("/responses", Reply(body))
     response = client(fake).responses.create(
         model="gpt-4o-mini", input="Capital of France?", instructions="Be brief."
@@ -246,26 +249,7 @@ def test_responses_api(records: Collected) -> None:
 
 
 def test_responses_stream(records: Collected) -> None:
-    final = {
-        "id": "resp_1",
-        "object": "response",
-        "created_at": 1730000000,
-        "model": "gpt-4o-mini-2024-07-18",
-        "status": "completed",
-        "output": [
-            {
-                "type": "message",
-                "id": "msg_1",
-                "role": "assistant",
-                "status": "completed",
-                "content": [{"type": "output_text", "text": "Paris.", "annotations": []}],
-            }
-        ],
-        "parallel_tool_calls": True,
-        "tool_choice": "auto",
-        "tools": [],
-        "usage": {"input_tokens": 20, "output_tokens": 3, "total_tokens": 23},
-    }
+    final = RESPONSE
     events = [
         (
             "response.created",
