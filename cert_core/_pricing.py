@@ -195,6 +195,9 @@ def load_price_overrides(path: str | os.PathLike[str]) -> list[PriceOverride]:
     return overrides
 
 
+_UNRESOLVED = object()
+
+
 class _PriceBook:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -220,10 +223,9 @@ class _PriceBook:
     def lookup(self, provider: str | None, model: str) -> _Rates | str | None:
         """Cached flat rates, or ``str`` (an error), or ``None`` (use genai-prices each call)."""
         key = (provider, model)
-        try:
-            return self._rates[key]
-        except KeyError:
-            pass
+        cached = self._rates.get(key, _UNRESOLVED)
+        if cached is not _UNRESOLVED:
+            return cached  # type: ignore[return-value]
         result = self._resolve(provider, model)
         with self._lock:
             self._rates[key] = result
