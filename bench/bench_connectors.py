@@ -13,6 +13,12 @@ instrumentation on and off inside one process would measure the cost of switchin
 attributes rewritten, Python's specialised bytecode thrown away), not the steady state; and
 OpenLLMetry's ``uninstrument`` leaves its wrappers in place, so it cannot be switched at all.
 
+``--instructions`` instead counts the CPU instructions of an OpenAI call with valgrind's callgrind
+(deterministic, about ten minutes): a worker makes 10 calls, another 70, with the garbage
+collector off, and the difference divided by 60 is the cost of one call, bare and instrumented.
+Its last line is JSON with ``instructions_per_call_bare``, ``instructions_per_call_cert`` and
+``extra_instructions_pct``.
+
 Figures (last line, JSON): ``openai_overhead_us`` and ``anthropic_overhead_us`` (median extra time
 per non-streamed call), ``stream_chunk_overhead_us`` (per chunk of a 101-chunk OpenAI stream),
 ``openllmetry_overhead_us`` (the same OpenAI call, instrumented by OpenLLMetry instead).
@@ -52,7 +58,7 @@ class FileRecorder:
         self.writer.write(record)  # type: ignore[arg-type]
 
 
-def worker(mode: str, workload: str, calls: int) -> None:
+def worker(mode: str, workload: str, calls: int, *, count_only: bool = False) -> None:
     """One measuring process; prints its median time per call over batches."""
     import anthropic
     import httpx2
@@ -101,6 +107,15 @@ def worker(mode: str, workload: str, calls: int) -> None:
         return count
 
     call = {"openai": openai_call, "anthropic": anthropic_call, "stream": stream_call}[workload]
+    if count_only:  # under callgrind: just the calls, with no collector pauses to skew the count
+        import gc
+
+        gc.collect()
+        gc.disable()
+        for _ in range(calls):
+            fake.requests.clear()
+            call()
+        return
     batch = 10 if workload != "stream" else 2
     for _ in range(max(10, calls // 5)):
         call()
@@ -127,6 +142,51 @@ def run_worker(mode: str, workload: str, calls: int) -> float:
     return float(out.split()[-1])
 
 
+def count_instructions() -> None:
+    import os
+    import re
+
+    def instructions(mode: str, calls: int) -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = subprocess.run(
+                [
+                    "valgrind",
+                    "--tool=callgrind",
+                    f"--callgrind-out-file={tmp}/callgrind.out",
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    mode,
+                    "--workload",
+                    "openai",
+                    "--calls",
+                    str(calls),
+                    "--count-only",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "PYTHONHASHSEED": "0"},
+            ).stderr
+        match = re.search(r"I\s+refs:\s+([\d,]+)", out)
+        assert match, out[-2000:]
+        return int(match.group(1).replace(",", ""))
+
+    per_call = {}
+    for mode in ("bare", "cert"):
+        per_call[mode] = (instructions(mode, 70) - instructions(mode, 10)) / 60
+    extra = per_call["cert"] - per_call["bare"]
+    figures = {
+        "instructions_per_call_bare": round(per_call["bare"]),
+        "instructions_per_call_cert": round(per_call["cert"]),
+        "extra_instructions_pct": round(100 * extra / per_call["bare"], 2),
+    }
+    print("bench_connectors --instructions: one OpenAI chat call through the real SDK and a mock transport")
+    print(f"{'bare SDK':>12} {per_call['bare']:>14,.0f} instructions per call")
+    print(f"{'cert_core':>12} {per_call['cert']:>14,.0f} instructions per call (+{extra:,.0f})")
+    print(json.dumps(figures))
+
+
 def has_openllmetry() -> bool:
     try:
         import opentelemetry.instrumentation.openai
@@ -142,9 +202,16 @@ def main() -> None:
     parser.add_argument("--worker", choices=["bare", "cert", "openllmetry"], help=argparse.SUPPRESS)
     parser.add_argument("--workload", choices=list(WORKLOADS), help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=200, help=argparse.SUPPRESS)
+    parser.add_argument("--count-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--instructions", action="store_true", help="Count CPU instructions per call with valgrind instead"
+    )
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.workload, args.calls)
+        worker(args.worker, args.workload, args.calls, count_only=args.count_only)
+        return
+    if args.instructions:
+        count_instructions()
         return
 
     import anthropic
