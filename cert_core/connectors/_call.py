@@ -305,6 +305,7 @@ class LlmCall:
         error: BaseException | CallError | None = None,
         incomplete: bool | None = None,
         usage_estimated: bool | None = None,
+        unpriced_because: str = "the provider reported no token usage",
     ) -> None:
         duration_ns = time.perf_counter_ns() - self.t0
         model = response_model or self.model
@@ -330,7 +331,7 @@ class LlmCall:
         elif error is not None:
             price_error = "unknown: the call failed without a response; the provider may still have billed it"
         else:
-            price_error = "the provider reported no token usage"
+            price_error = unpriced_because
         ttft = None
         if self.stream and self.first_item_ns is not None:
             ttft = (self.first_item_ns - self.t0) / 1e6
@@ -381,7 +382,7 @@ class LlmCall:
         """A response we cannot read (an unknown stream format): recorded, with usage unknown."""
         if not self._claim():
             return
-        self._emit(incomplete=None)
+        self._emit(unpriced_because=f"usage unknown: {why}")
         note_problem(RuntimeError(why), f"{self.provider} {self.extractor.operation}")
 
     def take_events(self, data: bytes) -> None:
