@@ -122,3 +122,23 @@ def test_import_cert_core_auto_instruments() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "['anthropic', 'openai'] True"
+
+
+def test_a_stream_in_an_unknown_format_is_recorded_as_unpriced_and_reported(
+    instrumented: None, trace_schema: dict[str, Any]
+) -> None:
+    from cert_core.testing import Reply, openai_chat_chunks
+
+    reply = Reply(stream=openai_chat_chunks(), done=True, headers={"content-type": "application/x-unknown"})
+    fake = FakeLLM().add("/chat/completions", reply)
+    client = openai.OpenAI(api_key="k", http_client=httpx2.Client(transport=fake.transport()))
+    before = cert_core.instrumentation_stats().errors
+    collected = Collected(trace_schema)
+    with cert_core.recording(collected):
+        chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert chunks  # the caller's stream is untouched
+    (record,) = collected.records
+    assert record.usage is None
+    assert record.cost_usd is None
+    assert "not server-sent events" in (record.price_error or "")
+    assert cert_core.instrumentation_stats().errors == before + 1
