@@ -27,7 +27,8 @@ from cert_core import TraceRecord, TraceWriter, format_timestamp, new_span_id, n
 
 
 def typical_record(i: int) -> TraceRecord:
-    """An LLM record of about 1 KB on the wire, like a short RAG answer."""
+    """An LLM record of about 1 KB on the wire (the issue's "typical 1 KB record"), like a short
+    RAG answer with its request parameters, usage and price."""
     now = time.time_ns()
     return TraceRecord(
         schema=cert_core.SCHEMA,
@@ -44,13 +45,12 @@ def typical_record(i: int) -> TraceRecord:
         input=[
             {
                 "role": "system",
-                "content": "Answer from the context only. Context: " + "revenue grew 12% " * 12,
+                "content": "Answer from the context only. Context: " + "revenue grew 12% " * 4,
             },
             {"role": "user", "content": f"Question {i}: what was the revenue growth in fiscal 2025?"},
         ],
-        output="Revenue grew 12 percent in fiscal 2025, driven by subscriptions and a new enterprise tier. "
-        * 2,
-        usage={"input_tokens": 180, "output_tokens": 42},
+        output="Revenue grew 12 percent in fiscal 2025, driven by subscriptions and a new enterprise tier.",
+        usage=cert_core.Usage(input_tokens=180, output_tokens=42),
         cost_usd=0.0000522,
         price_source="genai-prices 0.2.3 (openai/gpt-4o-mini)",
         finish_reasons=["stop"],
