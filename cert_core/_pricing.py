@@ -203,14 +203,12 @@ class _PriceBook:
         self._lock = threading.Lock()
         self._rates: dict[tuple[str | None, str], _Rates | str | None] = {}
         self._overrides: list[PriceOverride] | None = None
-        self._override_path: Path | None = None
         self._genai_version: str | None = None
 
     def configure(self, path: str | os.PathLike[str] | None) -> None:
         overrides = load_price_overrides(path) if path is not None else []
         with self._lock:
             self._overrides = overrides
-            self._override_path = Path(path) if path is not None else None
             self._rates.clear()
 
     def overrides(self) -> list[PriceOverride]:

@@ -122,7 +122,6 @@ class _ChainState:
     last_location: str = ""
     records: int = 0
     pending: dict[int, _Link] = dataclasses.field(default_factory=dict)
-    seen_at: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 class _Verifier:

@@ -242,11 +242,6 @@ class LlmCall:
     def ended(self) -> bool:
         return self.state is not None and self.state.ended
 
-    def mark_ended(self) -> None:
-        if self.state is None:
-            self.state = StreamState()
-        self.state.ended = True
-
     def _captured(self, value: Any) -> Any:
         if self.capture is CaptureMode.FULL:
             return value
