@@ -188,6 +188,7 @@ class TraceWriter:
                 self._stats.dropped += 1
                 self._fail(f"write after close of {self.path}")
             return
+        # The rule of TraceRecord.to_dict: an LLM record states an unknown cost as null.
         head = body[:-1] + _NULL_COST if record.cost_usd is None and record.kind == "llm" else body[:-1]
         self._queue.append(head)
         # Unlocked counter: a lost update under threads only delays a flush by a few records.
