@@ -1,0 +1,48 @@
+"""Accuracy measurement: how well a reference (retrieved context or gold answer) supports an answer.
+
+``measure(answer, reference)`` gives a :class:`Measurement`: one confidence in [0, 1], the weighted
+mean of the components that ran (semantic similarity, term grounding, entailment where an NLI
+model is configured), explained component by component. Importing this package loads no model;
+the semantic model loads on the first measurement.
+"""
+
+from ._entailment import EntailmentError, EntailmentScorer, HuggingFaceNLI, load_nli_model
+from ._grounding import GroundingResult, GroundingWeights, ground
+from ._measure import METRIC, Measurement, Measurer, configure_measure, measure, measure_many
+from ._presets import DEFAULT_PRESET, PRESETS, Preset, load_presets
+from ._semantic import (
+    DEFAULT_MODEL,
+    Embedder,
+    ModelError,
+    ModelFiles,
+    SemanticScorer,
+    load_embedder,
+    resolve_model,
+)
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_PRESET",
+    "METRIC",
+    "PRESETS",
+    "Embedder",
+    "EntailmentError",
+    "EntailmentScorer",
+    "GroundingResult",
+    "GroundingWeights",
+    "HuggingFaceNLI",
+    "Measurement",
+    "Measurer",
+    "ModelError",
+    "ModelFiles",
+    "Preset",
+    "SemanticScorer",
+    "configure_measure",
+    "ground",
+    "load_embedder",
+    "load_nli_model",
+    "load_presets",
+    "measure",
+    "measure_many",
+    "resolve_model",
+]

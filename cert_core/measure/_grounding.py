@@ -1,0 +1,124 @@
+"""Grounding: the share of an answer's fact-carrying terms that its reference supports.
+
+Hallucinations live mostly in what carries facts (numbers, dates, names), so those terms weigh more
+than common content words; a sentence that flips the polarity of a reference sentence ("was not"
+against "was") counts as an unsupported claim of its own.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from threading import Lock
+
+from ._terms import Term, TextTerms, terms_of
+
+__all__ = ["GroundingResult", "GroundingWeights", "ground", "reference_terms"]
+
+# A negated answer sentence is compared with the reference sentence sharing most of its content
+# terms; it is a polarity flip only when that sentence clearly states the same thing.
+_SAME_CLAIM = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class GroundingWeights:
+    """How much one term of each kind counts."""
+
+    number: float = 3.0
+    date: float = 3.0
+    name: float = 2.0
+    word: float = 1.0
+    negation: float = 3.0
+
+    def of(self, kind: str) -> float:
+        return float(getattr(self, kind))
+
+
+@dataclass(frozen=True, slots=True)
+class GroundingResult:
+    """Grounding of one answer: ``score`` is ``None`` when the answer states no checkable term."""
+
+    score: float | None
+    terms: int
+    unsupported: tuple[str, ...]
+    negation_mismatches: tuple[str, ...]
+
+
+class _ReferenceCache:
+    """Terms of recently seen references: a test suite asks many questions of one context."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self.items: OrderedDict[str, TextTerms] = OrderedDict()
+        self.lock = Lock()
+
+    def get(self, text: str) -> TextTerms:
+        with self.lock:
+            hit = self.items.get(text)
+            if hit is not None:
+                self.items.move_to_end(text)
+                return hit
+        terms = terms_of(text)
+        with self.lock:
+            self.items[text] = terms
+            if len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return terms
+
+
+_references = _ReferenceCache()
+
+
+def reference_terms(text: str) -> TextTerms:
+    """The terms of a reference text (cached)."""
+    return _references.get(text)
+
+
+def _supported(term: Term, keys: frozenset[str]) -> bool:
+    key = term.key
+    if term.kind == "number":
+        if " " in key:  # with a unit: the same value in the same unit, or stated without one
+            return key in keys or key.split(" ", 1)[0] in keys
+        return key + "*" in keys
+    if term.kind == "date":
+        return key in keys or (len(key) < 11 and any(k.startswith(key) for k in keys if k[0] == "@"))
+    return key in keys
+
+
+def ground(answer: str, reference: str, weights: GroundingWeights | None = None) -> GroundingResult:
+    """Score how well ``reference`` supports the terms of ``answer``."""
+    weights = weights or GroundingWeights()
+    said = terms_of(answer)
+    known = reference_terms(reference)
+    total = supported = 0.0
+    unsupported: list[str] = []
+    previous: Term | None = None  # the last unsupported term, to show "Tom Hanks" as one name
+    for term in said.terms:
+        weight = weights.of(term.kind)
+        total += weight
+        if _supported(term, known.keys):
+            supported += weight
+            previous = None
+            continue
+        adjacent = (
+            previous is not None and term.sentence == previous.sentence and term.start - previous.end <= 1
+        )
+        if adjacent and term.kind == "name" and previous is not None and previous.kind == "name":
+            unsupported[-1] = f"{unsupported[-1]} {term.text}"
+        elif term.text not in unsupported:
+            unsupported.append(term.text)
+        previous = term
+    flips: list[str] = []
+    for index, keys in enumerate(said.sentence_keys):
+        if not keys or not known.sentence_keys:
+            continue
+        best, shared = max(
+            ((j, len(keys & ref_keys)) for j, ref_keys in enumerate(known.sentence_keys)), key=lambda x: x[1]
+        )
+        if shared / len(keys) >= _SAME_CLAIM and said.sentence_negated[index] != known.sentence_negated[best]:
+            side = "answer" if said.sentence_negated[index] else "reference"
+            flips.append(f"negation (only the {side} negates sentence {index + 1})")
+            total += weights.negation
+    if total == 0:
+        return GroundingResult(None, 0, (), ())
+    return GroundingResult(supported / total, len(said.terms), tuple(unsupported), tuple(flips))
