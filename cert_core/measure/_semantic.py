@@ -146,7 +146,9 @@ class SentenceTransformersEmbedder:
         self.tokenizer = self.model.tokenizer
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        encoded = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+        encoded = self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)[
+            "input_ids"
+        ]
         return [len(ids) for ids in encoded]
 
     def encode(self, texts: Sequence[str]) -> Vectors:
@@ -181,8 +183,16 @@ class SemanticResult:
 class SemanticScorer:
     """Cosine similarity of an answer with the best-matching passage of its reference."""
 
-    def __init__(self, embedder: Embedder, *, cache_size: int = 20_000, passage_tokens: int = PASSAGE_TOKENS):
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        cache_size: int = 20_000,
+        passage_tokens: int = PASSAGE_TOKENS,
+        window: int = 2,
+    ):
         self.embedder = embedder
+        self.window = window
         self.passage_tokens = min(passage_tokens, embedder.max_tokens - 2)
         self._cache: OrderedDict[str, Vectors] = OrderedDict()
         self._passages: OrderedDict[str, tuple[str, ...]] = OrderedDict()
@@ -190,17 +200,20 @@ class SemanticScorer:
         self._lock = threading.Lock()
 
     def passages(self, text: str) -> tuple[str, ...]:
-        """``text`` as passages of whole sentences that fit the window (a longer sentence is split
-        at word boundaries)."""
+        """``text`` as the passages it is compared by: the whole text when it fits the window, and
+        every run of ``window`` consecutive sentences (a sentence longer than the window is split
+        at word boundaries). Small passages keep one supporting sentence from being diluted by
+        the unrelated text around it."""
         with self._lock:
             hit = self._passages.get(text)
         if hit is not None:
             return hit
         parts = sentences(text) or [text]
-        counts = self.embedder.count_tokens(parts)
+        counts = self.embedder.count_tokens([text, *parts])
+        whole, counts = counts[0], counts[1:]
         limit = self.passage_tokens
         pieces: list[tuple[str, int]] = []
-        for part, count in zip(parts, counts, strict=False):
+        for part, count in zip(parts, counts):
             if count <= limit:
                 pieces.append((part, count))
                 continue
@@ -209,18 +222,14 @@ class SemanticScorer:
             for i in range(0, len(words), step):
                 chunk = " ".join(words[i : i + step])
                 pieces.append((chunk, self.embedder.count_tokens([chunk])[0]))
-        passages: list[str] = []
-        current: list[str] = []
-        size = 0
-        for piece, count in pieces:
-            if current and size + count > limit:
-                passages.append(" ".join(current))
-                current, size = [], 0
-            current.append(piece)
-            size += count
-        if current:
-            passages.append(" ".join(current))
-        result = tuple(passages)
+        passages: list[str] = [text] if whole <= limit else []
+        if len(pieces) > 1 or not passages:
+            for i in range(max(1, len(pieces) - self.window + 1)):
+                run = pieces[i : i + self.window]
+                while len(run) > 1 and sum(c for _, c in run) > limit:
+                    run = run[:-1]
+                passages.append(" ".join(p for p, _ in run))
+        result = tuple(dict.fromkeys(passages))
         with self._lock:
             self._passages[text] = result
             if len(self._passages) > self._cache_size:
