@@ -146,5 +146,5 @@ def calibrate(
         auc_interval=interval(aucs, area),
         youden=Operating(youden, *_at(s, y, youden), interval(youdens, youden)),
         best_accuracy=Operating(best, *_at(s, y, best), interval(bests, best)),
-        roc=[(float(t), float(f), float(p)) for t, f, p in zip(thresholds, fpr, tpr)],
+        roc=[(float(t), float(f), float(p)) for t, f, p in zip(thresholds, fpr, tpr, strict=True)],
     )

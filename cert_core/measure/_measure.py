@@ -198,14 +198,14 @@ class Measurer:
             for row in rows:
                 row["not_measured"]["semantic"] = self.semantic_error or "model unavailable"
             return
-        for row, result in zip(rows, scorer.score_many(pairs), strict=False):
+        for row, result in zip(rows, scorer.score_many(pairs), strict=True):
             row["semantic"] = round(result.score, 6)
             row["flags"].extend(result.flags)
 
     def _run_grounding(
         self, pairs: Sequence[tuple[str, str]], rows: list[dict[str, Any]], weights: GroundingWeights
     ) -> None:
-        for (answer, reference), row in zip(pairs, rows, strict=False):
+        for (answer, reference), row in zip(pairs, rows, strict=True):
             result = ground(answer, reference, weights)
             if result.score is None:
                 row["not_measured"]["grounding"] = "the answer states no term that a reference could support"
@@ -227,13 +227,15 @@ class Measurer:
             passages = semantic.passages(reference) if semantic is not None else (reference,)
             premises.extend((i, passage, answer) for passage in passages)
         try:
-            scores = scorer.entailment([(p, h) for _, p, h in premises])
+            scores = list(scorer.entailment([(p, h) for _, p, h in premises]))
+            if len(scores) != len(premises):
+                raise ValueError(f"{scorer.name} returned {len(scores)} scores for {len(premises)} pairs")
         except Exception as exc:  # a broken plug-in is reported, not scored
             for row in rows:
                 row["not_measured"]["entailment"] = f"{type(exc).__name__}: {exc}"
             return
         best: dict[int, float] = {}
-        for (i, _, _), score in zip(premises, scores, strict=False):
+        for (i, _, _), score in zip(premises, scores, strict=True):
             best[i] = max(best.get(i, 0.0), float(score))
         for i, row in enumerate(rows):
             row["entailment"] = round(min(max(best[i], 0.0), 1.0), 6)

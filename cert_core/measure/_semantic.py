@@ -213,7 +213,7 @@ class SemanticScorer:
         whole, counts = counts[0], counts[1:]
         limit = self.passage_tokens
         pieces: list[tuple[str, int]] = []
-        for part, count in zip(parts, counts):
+        for part, count in zip(parts, counts, strict=True):
             if count <= limit:
                 pieces.append((part, count))
                 continue
@@ -254,7 +254,7 @@ class SemanticScorer:
             unique = list(dict.fromkeys(missing))
             vectors = self.embedder.encode(unique)
             with self._lock:
-                for text, vector in zip(unique, vectors, strict=False):
+                for text, vector in zip(unique, vectors, strict=True):
                     out[text] = vector
                     self._cache[text] = vector
                 while len(self._cache) > self._cache_size:
@@ -268,7 +268,7 @@ class SemanticScorer:
         reference_parts = [self.passages(reference) for _, reference in pairs]
         vectors = self.embed([p for parts in (*answer_parts, *reference_parts) for p in parts])
         results = []
-        for answers, references in zip(answer_parts, reference_parts, strict=False):
+        for answers, references in zip(answer_parts, reference_parts, strict=True):
             a = np.stack([vectors[p] for p in answers])
             r = np.stack([vectors[p] for p in references])
             # Each part of the answer must be supported by some passage; the answer is as well

@@ -37,7 +37,7 @@ def measurer() -> Measurer:
 def test_packaged_weights_are_verified() -> None:
     files = resolve_model(DEFAULT_MODEL)
     assert files.weights_sha256 == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-    with pytest.raises(ModelError, match="has SHA-256 .* expected 0000"):
+    with pytest.raises(ModelError, match=r"has SHA-256 .* expected 0000"):
         resolve_model(DEFAULT_MODEL, sha256="0" * 64)
 
 
@@ -226,7 +226,7 @@ def test_nli_loader_refuses_a_model_without_an_entailment_label(tiny_nli: Path, 
     config.save_pretrained(copy)
     with pytest.raises(EntailmentError, match="name no single 'entailment' class"):
         load_nli_model(copy)
-    with pytest.raises(EntailmentError, match="no config.json"):
+    with pytest.raises(EntailmentError, match=r"no config\.json"):
         load_nli_model(tmp_path / "nowhere")
 
 
