@@ -12,6 +12,7 @@ last install.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
+TORCH = os.environ.get("CERT_TORCH", "torch==2.13.0")
 
 
 def in_virtualenv() -> bool:
@@ -38,6 +40,10 @@ def ensure_installed() -> None:
     print("dev.py: installing pytest-cert[dev] into", sys.prefix, flush=True)
     pip = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    if importlib.util.find_spec("torch") is None:
+        # The semantic metric's reference backend is tested against torch; a pinned release keeps
+        # pip on the CPU build where one is provided (CI installs it from PyTorch's CPU index).
+        subprocess.run([*pip, TORCH], check=True)
     subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
     stamp.write_text(want)
 

@@ -12,7 +12,7 @@ import cert_core
 HEAVY = ("torch", "sentence_transformers", "transformers", "numpy", "genai_prices", "pydantic")
 
 
-@pytest.mark.parametrize("module", ["cert_core", "pytest_cert", "pytest_cert.plugin"])
+@pytest.mark.parametrize("module", ["cert_core", "cert_core.measure", "pytest_cert", "pytest_cert.plugin"])
 def test_import_loads_no_heavy_dependency(module: str) -> None:
     code = f"import sys, {module}; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     loaded = subprocess.run(

@@ -6,6 +6,7 @@ model is configured), explained component by component. Importing this package l
 the semantic model loads on the first measurement.
 """
 
+from ._calibrate import Calibration, Operating, auc, calibrate
 from ._entailment import EntailmentError, EntailmentScorer, HuggingFaceNLI, load_nli_model
 from ._grounding import GroundingResult, GroundingWeights, ground
 from ._measure import METRIC, Measurement, Measurer, configure_measure, measure, measure_many
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_PRESET",
     "METRIC",
     "PRESETS",
+    "Calibration",
     "Embedder",
     "EntailmentError",
     "EntailmentScorer",
@@ -35,8 +37,11 @@ __all__ = [
     "Measurer",
     "ModelError",
     "ModelFiles",
+    "Operating",
     "Preset",
     "SemanticScorer",
+    "auc",
+    "calibrate",
     "configure_measure",
     "ground",
     "load_embedder",

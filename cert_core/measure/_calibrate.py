@@ -73,10 +73,13 @@ def _arrays(scores: Sequence[float], labels: Sequence[int | bool]) -> tuple[Any,
 
 def auc(scores: Sequence[float], labels: Sequence[int | bool]) -> float:
     """Area under the ROC curve (ties count half): P(score of a right answer > a wrong one's)."""
-    from scipy.stats import rankdata
+    import numpy as np
 
     s, y = _arrays(scores, labels)
-    ranks = rankdata(s)
+    # Average ranks (ties share the mean of their positions), as the Mann-Whitney U statistic needs.
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    ranks = (ends - (counts - 1) / 2.0)[inverse]
     pos = int(y.sum())
     neg = len(y) - pos
     return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))

@@ -29,6 +29,13 @@ class GroundingWeights:
     name: float = 2.0
     word: float = 1.0
     negation: float = 3.0
+    #: Share of the score taken by the answer's least supported sentence (the rest: all terms
+    #: together), so one invented sentence in a long, otherwise faithful answer still shows.
+    worst_sentence: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.worst_sentence <= 1.0:
+            raise ValueError(f"worst_sentence must be between 0 and 1, got {self.worst_sentence}")
 
     def of(self, kind: str) -> float:
         return float(getattr(self, kind))
@@ -91,13 +98,17 @@ def ground(answer: str, reference: str, weights: GroundingWeights | None = None)
     said = terms_of(answer)
     known = reference_terms(reference)
     total = supported = 0.0
+    per_sentence: dict[int, list[float]] = {}
     unsupported: list[str] = []
     previous: Term | None = None  # the last unsupported term, to show "Tom Hanks" as one name
     for term in said.terms:
         weight = weights.of(term.kind)
         total += weight
+        tally = per_sentence.setdefault(term.sentence, [0.0, 0.0])
+        tally[1] += weight
         if _supported(term, known.keys):
             supported += weight
+            tally[0] += weight
             previous = None
             continue
         adjacent = (
@@ -119,6 +130,10 @@ def ground(answer: str, reference: str, weights: GroundingWeights | None = None)
             side = "answer" if said.sentence_negated[index] else "reference"
             flips.append(f"negation (only the {side} negates sentence {index + 1})")
             total += weights.negation
+            per_sentence.setdefault(index, [0.0, 0.0])[1] += weights.negation
     if total == 0:
         return GroundingResult(None, 0, (), ())
-    return GroundingResult(supported / total, len(said.terms), tuple(unsupported), tuple(flips))
+    share = supported / total
+    worst = min((s / t for s, t in per_sentence.values() if t > 0), default=share)
+    score = (1 - weights.worst_sentence) * share + weights.worst_sentence * worst
+    return GroundingResult(score, len(said.terms), tuple(unsupported), tuple(flips))

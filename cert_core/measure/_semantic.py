@@ -160,17 +160,31 @@ class SentenceTransformersEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-BACKENDS = ("sentence-transformers",)
+BACKENDS = ("numpy", "sentence-transformers")
 
 
 def load_embedder(
     model: str | os.PathLike[str] = DEFAULT_MODEL, *, backend: str = "auto", sha256: str | None = None
 ) -> Embedder:
-    """Load the embedding model with the given backend (``"auto"``: the default backend)."""
+    """Load the embedding model with a backend: ``"numpy"`` (the default, ``"auto"``: torch-free,
+    loads in about a second) or ``"sentence-transformers"`` (the reference, on torch)."""
+    if backend not in ("auto", *BACKENDS):
+        raise ValueError(f"unknown semantic backend {backend!r}; known: auto, {', '.join(BACKENDS)}")
     files = resolve_model(model, sha256=sha256)
-    if backend in ("auto", "sentence-transformers"):
+    if backend == "sentence-transformers":
         return SentenceTransformersEmbedder(files)
-    raise ValueError(f"unknown semantic backend {backend!r}; known: auto, {', '.join(BACKENDS)}")
+    try:
+        from ._minilm import NumpyEmbedder
+    except ImportError as exc:
+        raise ModelError(
+            f'the numpy semantic backend needs numpy and tokenizers: pip install "pytest-cert[eval]" ({exc})'
+        ) from exc
+    try:
+        return NumpyEmbedder(files)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(
+            f"semantic model {files.name!r} failed to load: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 @dataclass(frozen=True, slots=True)
