@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from cert_core.measure import Measurer, Preset
+from cert_core.measure import Measurer
 from cert_core.measure._calibrate import auc, calibrate
 from cert_core.measure._grounding import GroundingWeights, ground
 
@@ -161,6 +161,9 @@ def main() -> None:
     parser.add_argument(
         "--write-presets", action="store_true", help="fit on rows [0, N) and write presets.json"
     )
+    parser.add_argument(
+        "--grounding-weights", type=json.loads, default=None, help='term weights as JSON, e.g. {"name": 2}'
+    )
     args = parser.parse_args()
     rows = min(args.rows, 5000)
     measurer = Measurer()
@@ -169,7 +172,7 @@ def main() -> None:
     from cert_core.measure import PRESETS
 
     general = PRESETS["general"]
-    weights = general.grounding
+    weights = GroundingWeights(**args.grounding_weights) if args.grounding_weights else general.grounding
     held: dict[str, dict[str, Any]] = {}
     fit: dict[str, dict[str, Any]] = {}
     for subset in SUBSETS:
@@ -185,7 +188,8 @@ def main() -> None:
             f["matched"] = np.array(length_matched(pairs))
             target[subset] = f
             print(
-                f"{subset:>14} rows [{start}, {start + n}): {len(pairs)} pairs scored in {time.perf_counter() - t0:.0f} s",
+                f"{subset:>14} rows [{start}, {start + n}): {len(pairs)} pairs scored "
+                f"in {time.perf_counter() - t0:.0f} s",
                 file=sys.stderr,
             )
 
@@ -232,7 +236,8 @@ def main() -> None:
     }
     results: dict[str, dict[str, dict[str, float]]] = {}
     print(
-        f"\nHaluEval held-out rows [5000, 5000+N), general preset: semantic weight {w_semantic}, threshold {threshold}"
+        f"\nHaluEval held-out rows [5000, 5000+N), general preset: semantic weight {w_semantic}, "
+        f"threshold {threshold}"
     )
     print(f"{'subset':<20}{'pairs':>7}" + "".join(f"{s:>15}" for s in scorers) + f"{'ChatGPT acc':>13}")
     for name, (f, keep) in views(held).items():

@@ -79,6 +79,75 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    # Imported here: the other commands must not pay for the measurement stack.
+    from .measure import Measurer, ModelError, calibrate
+    from .measure._labelled import LabelledError, read_labelled
+    from .measure._measure import resolve_preset
+
+    try:
+        pairs = read_labelled(args.file, answer=args.answer, reference=args.reference, label=args.label)
+        preset = resolve_preset(args.preset)
+    except (LabelledError, ValueError) as exc:
+        print(f"cert calibrate: error: {exc}", file=sys.stderr)
+        return 2
+    measurer = Measurer(semantic_backend=args.backend)
+    if measurer.semantic_scorer() is None and preset.weights.get("semantic", 0) > 0:
+        print(f"cert calibrate: error: semantic model: {measurer.semantic_error}", file=sys.stderr)
+        return 2
+    try:
+        measurements = measurer.measure_many([(p.answer, p.reference) for p in pairs], preset=preset)
+    except (ValueError, ModelError) as exc:
+        print(f"cert calibrate: error: {exc}", file=sys.stderr)
+        return 2
+    kept = [
+        (m.confidence, p.label) for m, p in zip(measurements, pairs, strict=True) if m.confidence is not None
+    ]
+    unmeasured = len(pairs) - len(kept)
+    try:
+        result = calibrate([c for c, _ in kept], [y for _, y in kept], bootstrap=args.bootstrap)
+    except ValueError as exc:
+        print(f"cert calibrate: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"cert calibrate: {args.file}, preset {preset.name!r} (threshold now {preset.threshold})")
+    print(result.table())
+    if unmeasured:
+        print(f"{unmeasured} pair(s) not measured (no component could run) are left out")
+    if args.out:
+        data = {"file": str(args.file), "preset": preset.name, "not_measured": unmeasured, **result.to_dict()}
+        args.out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
+    if args.plot:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            print(
+                "cert calibrate: --plot needs matplotlib (pip install matplotlib); no plot written",
+                file=sys.stderr,
+            )
+            return 2
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        ax.plot(
+            [0, *[f for _, f, _ in result.roc]],
+            [0, *[t for _, _, t in result.roc]],
+            label=f"AUC {result.auc:.3f}",
+        )
+        ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+        op = result.youden
+        ax.scatter(
+            [op.false_positive_rate], [op.true_positive_rate], label=f"Youden threshold {op.threshold:.3f}"
+        )
+        ax.set_xlabel("wrong answers passing (FPR)")
+        ax.set_ylabel("right answers passing (TPR)")
+        ax.legend(loc="lower right")
+        fig.savefig(args.plot, dpi=120, bbox_inches="tight")
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cert",
@@ -106,6 +175,23 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="Print the report as JSON")
     verify.add_argument("-q", "--quiet", action="store_true", help="Print findings and the verdict only")
     verify.set_defaults(handler=_cmd_verify)
+    cal = commands.add_parser(
+        "calibrate",
+        help="Measure labelled answers and report ROC, AUC and the best thresholds",
+        description="Score labelled (answer, reference, label) rows with the accuracy metric and report "
+        "how well it separates right (label 1) from wrong (label 0) answers: ROC, AUC, and the "
+        "thresholds that maximise Youden's J and accuracy, with bootstrap 95%% intervals.",
+    )
+    cal.add_argument("file", type=Path, help="JSONL, CSV/TSV, Parquet, or a Hugging Face dataset folder")
+    cal.add_argument("--preset", default=None, help="preset whose weights score the pairs (default: general)")
+    cal.add_argument("--answer", default="answer", help="answer column (default: answer)")
+    cal.add_argument("--reference", default="reference", help="reference column (default: reference)")
+    cal.add_argument("--label", default="label", help="label column: 1/0, true/false, right/wrong")
+    cal.add_argument("--backend", default="auto", help="semantic backend: numpy or sentence-transformers")
+    cal.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    cal.add_argument("--out", type=Path, help="write the full result (ROC points included) as JSON")
+    cal.add_argument("--plot", type=Path, help="write a ROC plot (PNG; needs matplotlib)")
+    cal.set_defaults(handler=_cmd_calibrate)
     return parser
 
 
