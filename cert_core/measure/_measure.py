@@ -67,6 +67,12 @@ def _explain(m: dict[str, Any], weights: dict[str, float], confidence: float | N
     if confidence is None:
         return "not measured: " + "; ".join(f"{k}: {v}" for k, v in m["not_measured"].items())
     parts = [f"{name} {m[name]:.2f} (weight {weights[name]:g})" for name in COMPONENTS if name in weights]
+    # Computed but given no weight by the preset: shown, not counted.
+    parts += [
+        f"{name} {m[name]:.2f} (not weighted)"
+        for name in COMPONENTS
+        if name not in weights and m.get(name) is not None
+    ]
     verdict = ">=" if confidence >= threshold else "<"
     line = f"confidence {confidence:.2f} {verdict} threshold {threshold:.2f}: " + ", ".join(parts)
     if m["unsupported_terms"]:
@@ -157,8 +163,10 @@ class Measurer:
         ]
         if not pairs:
             return []
-        if chosen.weights.get("semantic", 0) > 0:
-            self._run_semantic(pairs, rows)
+        # Every component runs, weighted or not, so the evidence shows all of them; a preset's
+        # weights only decide what enters the confidence (Measurer(semantic_enabled=False) skips
+        # the model).
+        self._run_semantic(pairs, rows)
         if chosen.weights.get("grounding", 0) > 0:
             self._run_grounding(pairs, rows, chosen.grounding)
         # Always accounted for: with no NLI model it is "not measured"; with one but a preset that

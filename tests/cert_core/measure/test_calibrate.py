@@ -70,7 +70,10 @@ def test_read_labelled_formats_and_label_spellings(tmp_path: Path) -> None:
     (tmp_path / "b.csv").write_text("q,ctx,ok\nx y,z,wrong\nfoo,bar,1\n", encoding="utf-8")
     assert [p.label for p in read_labelled(jsonl)] == [1]
     csv_pairs = read_labelled(tmp_path / "b.csv", answer="q", reference="ctx", label="ok")
-    assert [(p.answer, p.label, p.where.rsplit(":", 1)[1]) for p in csv_pairs] == [("x y", 0, "2"), ("foo", 1, "3")]
+    assert [(p.answer, p.label, p.where.rsplit(":", 1)[1]) for p in csv_pairs] == [
+        ("x y", 0, "2"),
+        ("foo", 1, "3"),
+    ]
 
 
 def test_read_labelled_parquet(tmp_path: Path) -> None:
@@ -94,8 +97,14 @@ def test_read_labelled_saved_dataset(tmp_path: Path) -> None:
     ("content", "message"),
     [
         ('{"answer": "a", "reference": "b", "label": 1}\nnot json\n', r"bad\.jsonl:2: not JSON"),
-        ('{"answer": "a", "reference": "b"}\n', r"bad\.jsonl:1: label: missing \(columns there: answer, reference\)"),
-        ('{"answer": "a", "reference": "b", "label": "maybe"}\n', r"bad\.jsonl:1: label: 'maybe' is not a label"),
+        (
+            '{"answer": "a", "reference": "b"}\n',
+            r"bad\.jsonl:1: label: missing \(columns there: answer, reference\)",
+        ),
+        (
+            '{"answer": "a", "reference": "b", "label": "maybe"}\n',
+            r"bad\.jsonl:1: label: 'maybe' is not a label",
+        ),
         ('{"answer": 3, "reference": "b", "label": 1}\n', r"bad\.jsonl:1: answer: expected non-empty text"),
         ("\n\n", r"bad\.jsonl: no rows"),
     ],
@@ -109,7 +118,7 @@ def test_read_labelled_names_file_line_and_field(tmp_path: Path, content: str, m
 
 def test_read_labelled_unknown_format_and_missing_file(tmp_path: Path) -> None:
     (tmp_path / "x.xlsx").write_bytes(b"")
-    with pytest.raises(LabelledError, match="unknown format '.xlsx'"):
+    with pytest.raises(LabelledError, match=r"unknown format '\.xlsx'"):
         read_labelled(tmp_path / "x.xlsx")
     with pytest.raises(LabelledError, match="no such file"):
         read_labelled(tmp_path / "missing.jsonl")
