@@ -19,6 +19,12 @@ collector off, and the difference divided by 60 is the cost of one call, bare an
 Its last line is JSON with ``instructions_per_call_bare``, ``instructions_per_call_cert`` and
 ``extra_instructions_pct``.
 
+``--in-situ`` times cert_core's own code inside each instrumented call (every piece of it runs
+through ``contained()`` or the stream collector's ``feed``, both wrapped with a clock) in one
+process with the trace file writer on, and prints the median per call: ``in_situ_openai_us``,
+``in_situ_anthropic_us``, ``in_situ_stream_chunk_us``. It resolves what the process comparison
+cannot on a noisy machine, but leaves out indirect costs (caches, the garbage collector).
+
 Figures (last line, JSON): ``openai_overhead_us`` and ``anthropic_overhead_us`` (median extra time
 per non-streamed call), ``stream_chunk_overhead_us`` (per chunk of a 101-chunk OpenAI stream),
 ``openllmetry_overhead_us`` (the same OpenAI call, instrumented by OpenLLMetry instead).
@@ -35,6 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 WORKLOADS = {"openai": 200, "anthropic": 200, "stream": 20}  # calls per worker
@@ -66,7 +73,9 @@ class ListRecorder:
         self.kept.append(record)
 
 
-def worker(mode: str, workload: str, calls: int, *, count_only: bool = False) -> None:
+def worker(
+    mode: str, workload: str, calls: int, *, count_only: bool = False, spent: list[int] | None = None
+) -> None:
     """One measuring process; prints its median time per call over batches."""
     import anthropic
     import httpx2
@@ -132,6 +141,17 @@ def worker(mode: str, workload: str, calls: int, *, count_only: bool = False) ->
         for _ in range(calls):
             fake.requests.clear()
             call()
+        return
+    if spent is not None:  # --in-situ: the time our code took inside each call
+        for _ in range(max(10, calls // 5)):
+            call()
+        own = []
+        for _ in range(calls):
+            fake.requests.clear()
+            spent[0] = 0
+            call()
+            own.append(spent[0] / 1000)
+        print(statistics.median(own))
         return
     batch = 10 if workload != "stream" else 2
     for _ in range(max(10, calls // 5)):
@@ -204,6 +224,64 @@ def count_instructions() -> None:
     print(json.dumps(figures))
 
 
+def in_situ(calls: int) -> None:
+    """Time our own code inside instrumented calls (one process, the trace file writer on).
+
+    Every piece of instrumentation work that runs inside a call goes through ``contained()``
+    (call start, response, stream end) or the stream collector's ``feed`` (per chunk); both are
+    wrapped with a clock here. What this leaves out is small (two context-variable operations and
+    one generator frame per chunk); what it shows is the cost that the per-process comparison
+    cannot resolve on a noisy machine.
+    """
+    calls_of = {"openai": calls, "anthropic": calls, "stream": max(20, calls // 10)}
+    per_call: dict[str, float] = {}
+    for workload, n in calls_of.items():
+        out = subprocess.run(
+            [sys.executable, __file__, "--in-situ-worker", workload, "--calls", str(n)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        per_call[workload] = float(out.split()[-1])
+    figures = {
+        "in_situ_openai_us": round(per_call["openai"], 1),
+        "in_situ_anthropic_us": round(per_call["anthropic"], 1),
+        "in_situ_stream_chunk_us": round(per_call["stream"] / STREAM_CHUNKS, 2),
+    }
+    print("bench_connectors --in-situ: median time spent in cert_core's code per call (trace file on)")
+    for key, value in figures.items():
+        print(f"{key:28} {value:>10}")
+    print(json.dumps(figures))
+
+
+def in_situ_worker(workload: str, calls: int) -> None:
+    import cert_core.connectors as connectors
+    from cert_core.connectors import _EventCollector
+
+    spent = [0]
+    clock = time.perf_counter_ns
+    original_contained = connectors.contained
+    original_feed = _EventCollector.feed
+
+    def timed_contained(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        t0 = clock()
+        try:
+            return original_contained(fn, *args, **kwargs)
+        finally:
+            spent[0] += clock() - t0
+
+    def timed_feed(self: Any, data: bytes) -> None:
+        t0 = clock()
+        try:
+            original_feed(self, data)
+        finally:
+            spent[0] += clock() - t0
+
+    connectors.contained = timed_contained  # type: ignore[assignment]
+    _EventCollector.feed = timed_feed  # type: ignore[method-assign]
+    worker("cert", workload, calls, spent=spent)
+
+
 def has_openllmetry() -> bool:
     try:
         import opentelemetry.instrumentation.openai
@@ -220,6 +298,12 @@ def main() -> None:
     parser.add_argument("--workload", choices=list(WORKLOADS), help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=200, help=argparse.SUPPRESS)
     parser.add_argument("--count-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--in-situ-worker", choices=list(WORKLOADS), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--in-situ",
+        action="store_true",
+        help="Time cert_core's own code inside each instrumented call instead",
+    )
     parser.add_argument(
         "--instructions", action="store_true", help="Count CPU instructions per call with valgrind instead"
     )
@@ -227,8 +311,14 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.workload, args.calls, count_only=args.count_only)
         return
+    if args.in_situ_worker:
+        in_situ_worker(args.in_situ_worker, args.calls)
+        return
     if args.instructions:
         count_instructions()
+        return
+    if args.in_situ:
+        in_situ(args.calls if args.calls != 200 else 2000)
         return
 
     import anthropic
