@@ -49,19 +49,26 @@ _A = [np.float32(c) for c in (0.254829592, -0.284496736, 1.421413741, -1.4531520
 
 
 def _gelu_(x: Array) -> Array:
-    """In-place-ish exact GELU: 0.5*x*(1+erf(x/sqrt2))."""
+    """Exact GELU, 0.5 * x * (1 + erf(x / sqrt 2)), in place, with three buffers (this is a third
+    of the model's time otherwise)."""
     z = x * np.float32(0.7071067811865476)
-    az = np.abs(z)
-    t = 1.0 / (1.0 + _P * az)
-    poly = ((((_A[4] * t + _A[3]) * t + _A[2]) * t + _A[1]) * t + _A[0]) * t
-    np.square(az, out=az)
-    np.negative(az, out=az)
-    np.exp(az, out=az)
-    erf = 1.0 - poly * az
-    erf = np.copysign(erf, z, out=erf)
-    erf += 1.0
-    erf *= 0.5
-    x *= erf
+    t = np.abs(z)
+    t *= _P
+    t += 1.0
+    np.reciprocal(t, out=t)
+    poly = t * _A[4]
+    for a in (_A[3], _A[2], _A[1], _A[0]):
+        poly += a
+        poly *= t
+    np.square(z, out=z)
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    poly *= z  # 1 - erf(|x| / sqrt 2)
+    np.subtract(1.0, poly, out=poly)
+    np.copysign(poly, x, out=poly)
+    poly += 1.0
+    poly *= 0.5
+    x *= poly
     return x
 
 
