@@ -224,7 +224,10 @@ def count_instructions() -> None:
     print(json.dumps(figures))
 
 
-def in_situ(calls: int) -> None:
+IN_SITU_CALLS = 2000
+
+
+def in_situ(calls: int = IN_SITU_CALLS) -> None:
     """Time our own code inside instrumented calls (one process, the trace file writer on).
 
     Every piece of instrumentation work that runs inside a call goes through ``contained()``
@@ -260,25 +263,19 @@ def in_situ_worker(workload: str, calls: int) -> None:
 
     spent = [0]
     clock = time.perf_counter_ns
-    original_contained = connectors.contained
-    original_feed = _EventCollector.feed
 
-    def timed_contained(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        t0 = clock()
-        try:
-            return original_contained(fn, *args, **kwargs)
-        finally:
-            spent[0] += clock() - t0
+    def timed(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            t0 = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[0] += clock() - t0
 
-    def timed_feed(self: Any, data: bytes) -> None:
-        t0 = clock()
-        try:
-            original_feed(self, data)
-        finally:
-            spent[0] += clock() - t0
+        return run
 
-    connectors.contained = timed_contained  # type: ignore[assignment]
-    _EventCollector.feed = timed_feed  # type: ignore[method-assign]
+    connectors.contained = timed(connectors.contained)  # type: ignore[assignment]
+    _EventCollector.feed = timed(_EventCollector.feed)  # type: ignore[method-assign]
     worker("cert", workload, calls, spent=spent)
 
 
@@ -318,7 +315,7 @@ def main() -> None:
         count_instructions()
         return
     if args.in_situ:
-        in_situ(args.calls if args.calls != 200 else 2000)
+        in_situ()
         return
 
     import anthropic

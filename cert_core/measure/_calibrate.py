@@ -73,9 +73,12 @@ def _arrays(scores: Sequence[float], labels: Sequence[int | bool]) -> tuple[Any,
 
 def auc(scores: Sequence[float], labels: Sequence[int | bool]) -> float:
     """Area under the ROC curve (ties count half): P(score of a right answer > a wrong one's)."""
+    return _auc(*_arrays(scores, labels))
+
+
+def _auc(s: Any, y: Any) -> float:
     import numpy as np
 
-    s, y = _arrays(scores, labels)
     # Average ranks (ties share the mean of their positions), as the Mann-Whitney U statistic needs.
     _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
     ends = np.cumsum(counts)
@@ -85,7 +88,8 @@ def auc(scores: Sequence[float], labels: Sequence[int | bool]) -> float:
     return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
-def _roc(s: Any, y: Any) -> tuple[Any, Any, Any]:
+def _roc(s: Any, y: Any) -> tuple[Any, Any, Any, Any]:
+    """Per distinct score, highest first: threshold, FPR, TPR and accuracy of passing at it."""
     import numpy as np
 
     order = np.argsort(-s, kind="mergesort")
@@ -94,24 +98,15 @@ def _roc(s: Any, y: Any) -> tuple[Any, Any, Any]:
     tp = np.cumsum(y)[distinct]
     fp = np.cumsum(~y)[distinct]
     pos, neg = y.sum(), (~y).sum()
-    return s[distinct], fp / neg, tp / pos
+    accuracy = (tp + (neg - fp)) / len(y)
+    return s[distinct], fp / neg, tp / pos, accuracy
 
 
-def _operating(s: Any, y: Any) -> tuple[float, float]:
-    """(Youden threshold, max-accuracy threshold) for one sample."""
+def _best(fpr: Any, tpr: Any, accuracy: Any) -> tuple[int, int]:
+    """Indices on the ROC of the Youden and the best-accuracy thresholds."""
     import numpy as np
 
-    thresholds, fpr, tpr = _roc(s, y)
-    pos, neg = y.sum(), (~y).sum()
-    accuracy = (tpr * pos + (1 - fpr) * neg) / len(y)
-    return float(thresholds[int(np.argmax(tpr - fpr))]), float(thresholds[int(np.argmax(accuracy))])
-
-
-def _at(s: Any, y: Any, threshold: float) -> tuple[float, float, float]:
-    passed = s >= threshold
-    tpr = float((passed & y).sum() / y.sum())
-    fpr = float((passed & ~y).sum() / (~y).sum())
-    return float((passed == y).mean()), tpr, fpr
+    return int(np.argmax(tpr - fpr)), int(np.argmax(accuracy))
 
 
 def calibrate(
@@ -121,8 +116,8 @@ def calibrate(
     import numpy as np
 
     s, y = _arrays(scores, labels)
-    thresholds, fpr, tpr = _roc(s, y)
-    youden, best = _operating(s, y)
+    thresholds, fpr, tpr, accuracy = _roc(s, y)
+    youden, best = _best(fpr, tpr, accuracy)
     rng = np.random.default_rng(seed)
     aucs, youdens, bests = [], [], []
     for _ in range(bootstrap):
@@ -130,10 +125,11 @@ def calibrate(
         bs, by = s[pick], y[pick]
         if by.all() or not by.any():
             continue
-        aucs.append(auc(bs, by))
-        j, a = _operating(bs, by)
-        youdens.append(j)
-        bests.append(a)
+        aucs.append(_auc(bs, by))
+        b_thresholds, *rates = _roc(bs, by)
+        j, a = _best(*rates)
+        youdens.append(float(b_thresholds[j]))
+        bests.append(float(b_thresholds[a]))
 
     def interval(values: list[float], point: float) -> tuple[float, float]:
         if not values:
@@ -141,13 +137,18 @@ def calibrate(
         low, high = np.percentile(values, [2.5, 97.5])
         return (round(float(low), 6), round(float(high), 6))
 
-    area = auc(s, y)
+    def operating(i: int, resampled: list[float]) -> Operating:
+        threshold = float(thresholds[i])
+        rates = (float(accuracy[i]), float(tpr[i]), float(fpr[i]))
+        return Operating(threshold, *rates, interval(resampled, threshold))
+
+    area = _auc(s, y)
     return Calibration(
         n=len(s),
         positives=int(y.sum()),
         auc=round(area, 6),
         auc_interval=interval(aucs, area),
-        youden=Operating(youden, *_at(s, y, youden), interval(youdens, youden)),
-        best_accuracy=Operating(best, *_at(s, y, best), interval(bests, best)),
+        youden=operating(youden, youdens),
+        best_accuracy=operating(best, bests),
         roc=[(float(t), float(f), float(p)) for t, f, p in zip(thresholds, fpr, tpr, strict=True)],
     )

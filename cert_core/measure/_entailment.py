@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from ._semantic import hf_offline
+
 __all__ = ["EntailmentError", "EntailmentScorer", "HuggingFaceNLI", "load_nli_model"]
 
 
@@ -39,8 +41,7 @@ class HuggingFaceNLI:
             raise EntailmentError(
                 f"NLI model {str(path)!r}: no config.json there (a Hugging Face model folder)"
             )
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        hf_offline()
         try:
             import torch
             from transformers import AutoModelForSequenceClassification, AutoTokenizer

@@ -52,7 +52,7 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
         return msgspec.to_builtins(self)  # type: ignore[no-any-return]
 
 
-def _check_text(value: object, argument: str, index: int | None = None) -> str:
+def _check_text(value: object, argument: str, index: int | None = None) -> None:
     where = argument if index is None else f"{argument} of pair {index}"
     if not isinstance(value, str):
         raise ValueError(f"{where} must be a string, got {type(value).__name__}")
@@ -60,13 +60,12 @@ def _check_text(value: object, argument: str, index: int | None = None) -> str:
         raise ValueError(f"{where} is empty")
     if len(value) > MAX_CHARS:
         raise ValueError(f"{where} is {len(value):,} characters; at most {MAX_CHARS:,} can be measured")
-    return value
 
 
 def _explain(m: dict[str, Any], weights: dict[str, float], confidence: float | None, threshold: float) -> str:
     if confidence is None:
         return "not measured: " + "; ".join(f"{k}: {v}" for k, v in m["not_measured"].items())
-    parts = [f"{name} {m[name]:.2f} (weight {weights[name]:g})" for name in COMPONENTS if name in weights]
+    parts = [f"{name} {m[name]:.2f} (weight {weights[name]:.2g})" for name in COMPONENTS if name in weights]
     # Computed but given no weight by the preset: shown, not counted.
     parts += [
         f"{name} {m[name]:.2f} (not weighted)"
@@ -137,7 +136,7 @@ class Measurer:
                 raise ValueError(f"pair {i} must be (answer, reference), got {type(pair).__name__}")
             _check_text(pair[0], "answer", i)
             _check_text(pair[1], "reference", i)
-        return self._measure([(str(a), str(r)) for a, r in pairs], threshold=threshold, preset=preset)
+        return self._measure(pairs, threshold=threshold, preset=preset)
 
     def measure(
         self,
@@ -165,17 +164,15 @@ class Measurer:
             return []
         # Every component runs, weighted or not, so the evidence shows all of them; a preset's
         # weights only decide what enters the confidence (Measurer(semantic_enabled=False) skips
-        # the model).
+        # the model; with no NLI model, entailment is "not measured").
         self._run_semantic(pairs, rows)
-        if chosen.weights.get("grounding", 0) > 0:
-            self._run_grounding(pairs, rows, chosen.grounding)
-        # Always accounted for: with no NLI model it is "not measured"; with one but a preset that
-        # gives it no weight, it is computed and shown but does not enter the confidence.
+        self._run_grounding(pairs, rows, chosen.grounding)
         self._run_entailment(pairs, rows)
         results = []
         for row in rows:
             used = {n: w for n, w in chosen.weights.items() if w > 0 and row.get(n) is not None}
             total = sum(used.values())
+            weights = {n: round(w / total, 6) for n, w in used.items()}
             confidence = None
             if total > 0:
                 confidence = round(sum(row[n] * w for n, w in used.items()) / total, 6)
@@ -188,13 +185,11 @@ class Measurer:
                     semantic=row.get("semantic"),
                     grounding=row.get("grounding"),
                     entailment=row.get("entailment"),
-                    weights={n: round(w / total, 6) for n, w in used.items()} if total else {},
+                    weights=weights,
                     unsupported_terms=row["unsupported_terms"],
                     not_measured=row["not_measured"],
                     flags=row["flags"],
-                    explanation=_explain(
-                        row, {n: round(w / total, 2) for n, w in used.items()}, confidence, limit
-                    ),
+                    explanation=_explain(row, weights, confidence, limit),
                     preset=chosen.name,
                 )
             )

@@ -9,6 +9,7 @@ the measurement behind that choice). Embeddings of repeated texts are cached.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -77,6 +78,12 @@ class Embedder(Protocol):
     def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
 
 
+def hf_offline() -> None:
+    """Keep Hugging Face libraries off the network: models here are local folders."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -129,8 +136,7 @@ class SentenceTransformersEmbedder:
     backend = "sentence-transformers"
 
     def __init__(self, files: ModelFiles, *, batch_size: int = 64) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        hf_offline()
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
@@ -190,7 +196,6 @@ def load_embedder(
 @dataclass(frozen=True, slots=True)
 class SemanticResult:
     score: float
-    passages: int  # how many passages the reference was compared as
     flags: tuple[str, ...]
 
 
@@ -209,19 +214,15 @@ class SemanticScorer:
         self.window = window
         self.passage_tokens = min(passage_tokens, embedder.max_tokens - 2)
         self._cache: OrderedDict[str, Vectors] = OrderedDict()
-        self._passages: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self.passages = functools.lru_cache(maxsize=cache_size)(self._split)
 
-    def passages(self, text: str) -> tuple[str, ...]:
+    def _split(self, text: str) -> tuple[str, ...]:
         """``text`` as the passages it is compared by: the whole text when it fits the window, and
         every run of ``window`` consecutive sentences (a sentence longer than the window is split
         at word boundaries). Small passages keep one supporting sentence from being diluted by
-        the unrelated text around it."""
-        with self._lock:
-            hit = self._passages.get(text)
-        if hit is not None:
-            return hit
+        the unrelated text around it. Cached: call it as ``passages(text)``."""
         parts = sentences(text) or [text]
         counts = self.embedder.count_tokens([text, *parts])
         whole, counts = counts[0], counts[1:]
@@ -243,32 +244,23 @@ class SemanticScorer:
                 while len(run) > 1 and sum(c for _, c in run) > limit:
                     run = run[:-1]
                 passages.append(" ".join(p for p, _ in run))
-        result = tuple(dict.fromkeys(passages))
-        with self._lock:
-            self._passages[text] = result
-            if len(self._passages) > self._cache_size:
-                self._passages.popitem(last=False)
-        return result
+        return tuple(dict.fromkeys(passages))
 
     def embed(self, texts: Sequence[str]) -> dict[str, Vectors]:
         """Embeddings of ``texts``, from the cache where possible, the rest in one batch."""
+        unique = list(dict.fromkeys(texts))
         out: dict[str, Vectors] = {}
-        missing: list[str] = []
         with self._lock:
-            for text in texts:
+            for text in unique:
                 vector = self._cache.get(text)
-                if vector is None:
-                    if text not in out:
-                        missing.append(text)
-                    out[text] = None  # type: ignore[assignment]
-                else:
+                if vector is not None:
                     self._cache.move_to_end(text)
                     out[text] = vector
+        missing = [text for text in unique if text not in out]
         if missing:
-            unique = list(dict.fromkeys(missing))
-            vectors = self.embedder.encode(unique)
+            vectors = self.embedder.encode(missing)
             with self._lock:
-                for text, vector in zip(unique, vectors, strict=True):
+                for text, vector in zip(missing, vectors, strict=True):
                     out[text] = vector
                     self._cache[text] = vector
                 while len(self._cache) > self._cache_size:
@@ -299,5 +291,5 @@ class SemanticScorer:
                 flags.append(
                     f"answer compared as {len(answers)} passages of at most {self.passage_tokens} tokens"
                 )
-            results.append(SemanticResult(score, len(references), tuple(flags)))
+            results.append(SemanticResult(score, tuple(flags)))
         return results
