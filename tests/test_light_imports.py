@@ -112,6 +112,7 @@ def test_measure_api_is_pinned() -> None:
     assert sorted(cert_core.measure.__all__) == sorted(
         [
             "Calibration",
+            "Component",
             "DEFAULT_MODEL",
             "DEFAULT_PRESET",
             "Embedder",
@@ -132,6 +133,7 @@ def test_measure_api_is_pinned() -> None:
             "auc",
             "calibrate",
             "configure_measure",
+            "default_measurer",
             "ground",
             "load_embedder",
             "load_nli_model",
@@ -139,6 +141,7 @@ def test_measure_api_is_pinned() -> None:
             "measure",
             "measure_many",
             "resolve_model",
+            "resolve_preset",
         ]
     )
     for name in cert_core.measure.__all__:

@@ -9,7 +9,17 @@ the semantic model loads on the first measurement.
 from ._calibrate import Calibration, Operating, auc, calibrate
 from ._entailment import EntailmentError, EntailmentScorer, HuggingFaceNLI, load_nli_model
 from ._grounding import GroundingResult, GroundingWeights, ground
-from ._measure import METRIC, Measurement, Measurer, configure_measure, measure, measure_many
+from ._measure import (
+    METRIC,
+    Component,
+    Measurement,
+    Measurer,
+    configure_measure,
+    default_measurer,
+    measure,
+    measure_many,
+    resolve_preset,
+)
 from ._presets import DEFAULT_PRESET, PRESETS, Preset, load_presets
 from ._semantic import (
     DEFAULT_MODEL,
@@ -27,6 +37,7 @@ __all__ = [
     "METRIC",
     "PRESETS",
     "Calibration",
+    "Component",
     "Embedder",
     "EntailmentError",
     "EntailmentScorer",
@@ -43,6 +54,7 @@ __all__ = [
     "auc",
     "calibrate",
     "configure_measure",
+    "default_measurer",
     "ground",
     "load_embedder",
     "load_nli_model",
@@ -50,4 +62,5 @@ __all__ = [
     "measure",
     "measure_many",
     "resolve_model",
+    "resolve_preset",
 ]

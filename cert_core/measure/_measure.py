@@ -8,11 +8,12 @@ ran, there is no confidence and no verdict (``passed`` is ``None``).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -21,13 +22,53 @@ from ._grounding import GroundingWeights, ground
 from ._presets import DEFAULT_PRESET, PRESETS, Preset
 from ._semantic import DEFAULT_MODEL, Embedder, ModelError, SemanticScorer, load_embedder
 
-__all__ = ["METRIC", "Measurement", "Measurer", "configure_measure", "measure", "measure_many"]
+__all__ = [
+    "METRIC",
+    "Component",
+    "Measurement",
+    "Measurer",
+    "configure_measure",
+    "default_measurer",
+    "measure",
+    "measure_many",
+]
 
 METRIC = "cert.measure/1"
 COMPONENTS = ("semantic", "grounding", "entailment")
 # Texts beyond this are refused rather than embedded for minutes: a reference is a retrieved
 # context or a gold answer, not a corpus.
 MAX_CHARS = 1_000_000
+
+
+@runtime_checkable
+class Component(Protocol):
+    """An extra measurement component (a custom scorer) that joins the weighted mean.
+
+    ``score`` returns a value in [0, 1], or ``None`` when it cannot judge the pair (then the
+    component is "not measured" for that pair and left out of the mean); an exception is reported
+    as "not measured" with its message, never scored.
+    """
+
+    name: str
+    weight: float
+
+    def score(self, answer: str, reference: str) -> float | None: ...
+
+
+def _check_components(components: Sequence[Component]) -> None:
+    seen: set[str] = set()
+    for c in components:
+        name = getattr(c, "name", None)
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"component {c!r}: name must be an identifier, got {name!r}")
+        if name in COMPONENTS or name in seen:
+            raise ValueError(f"component name {name!r} is already taken")
+        seen.add(name)
+        weight = getattr(c, "weight", None)
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight >= 0:
+            raise ValueError(f"component {name!r}: weight must be a number >= 0, got {weight!r}")
+        if not callable(getattr(c, "score", None)):
+            raise ValueError(f"component {name!r} has no score(answer, reference) method")
 
 
 class Measurement(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -39,6 +80,8 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     semantic: float | None = None
     grounding: float | None = None
     entailment: float | None = None
+    #: Scores of extra components (custom scorers), by name; ``None`` where not measured.
+    extra: dict[str, float | None] = msgspec.field(default_factory=dict)
     weights: dict[str, float] = msgspec.field(default_factory=dict)
     unsupported_terms: list[str] = msgspec.field(default_factory=list)
     not_measured: dict[str, str] = msgspec.field(default_factory=dict)
@@ -62,15 +105,19 @@ def _check_text(value: object, argument: str, index: int | None = None) -> None:
         raise ValueError(f"{where} is {len(value):,} characters; at most {MAX_CHARS:,} can be measured")
 
 
-def _explain(m: dict[str, Any], weights: dict[str, float], confidence: float | None, threshold: float) -> str:
+def _explain(
+    m: dict[str, Any],
+    weights: dict[str, float],
+    confidence: float | None,
+    threshold: float,
+    names: Sequence[str] = COMPONENTS,
+) -> str:
     if confidence is None:
         return "not measured: " + "; ".join(f"{k}: {v}" for k, v in m["not_measured"].items())
-    parts = [f"{name} {m[name]:.2f} (weight {weights[name]:.2g})" for name in COMPONENTS if name in weights]
+    parts = [f"{name} {m[name]:.2f} (weight {weights[name]:.2g})" for name in names if name in weights]
     # Computed but given no weight by the preset: shown, not counted.
     parts += [
-        f"{name} {m[name]:.2f} (not weighted)"
-        for name in COMPONENTS
-        if name not in weights and m.get(name) is not None
+        f"{name} {m[name]:.2f} (not weighted)" for name in names if name not in weights and m.get(name) is not None
     ]
     verdict = ">=" if confidence >= threshold else "<"
     line = f"confidence {confidence:.2f} {verdict} threshold {threshold:.2f}: " + ", ".join(parts)
@@ -128,15 +175,19 @@ class Measurer:
         *,
         threshold: float | None = None,
         preset: str | Preset | None = None,
+        components: Sequence[Component] = (),
     ) -> list[Measurement]:
-        """Measure ``(answer, reference)`` pairs in one batch (shared references embedded once)."""
+        """Measure ``(answer, reference)`` pairs in one batch (shared references embedded once).
+
+        ``components``: extra :class:`Component` scorers, weighted into the confidence beside
+        the preset's components."""
         pairs = list(pairs)
         for i, pair in enumerate(pairs):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise ValueError(f"pair {i} must be (answer, reference), got {type(pair).__name__}")
             _check_text(pair[0], "answer", i)
             _check_text(pair[1], "reference", i)
-        return self._measure(pairs, threshold=threshold, preset=preset)
+        return self._measure(pairs, threshold=threshold, preset=preset, components=components)
 
     def measure(
         self,
@@ -145,15 +196,22 @@ class Measurer:
         *,
         threshold: float | None = None,
         preset: str | Preset | None = None,
+        components: Sequence[Component] = (),
     ) -> Measurement:
         _check_text(answer, "answer")
         _check_text(reference, "reference")
-        return self._measure([(answer, reference)], threshold=threshold, preset=preset)[0]
+        return self._measure([(answer, reference)], threshold=threshold, preset=preset, components=components)[0]
 
     def _measure(
-        self, pairs: Sequence[tuple[str, str]], *, threshold: float | None, preset: str | Preset | None
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        threshold: float | None,
+        preset: str | Preset | None,
+        components: Sequence[Component] = (),
     ) -> list[Measurement]:
         chosen = resolve_preset(preset)
+        _check_components(components)
         if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
             raise ValueError(f"threshold must be a number between 0 and 1, got {threshold!r}")
         limit = float(chosen.threshold if threshold is None else threshold)
@@ -168,9 +226,13 @@ class Measurer:
         self._run_semantic(pairs, rows)
         self._run_grounding(pairs, rows, chosen.grounding)
         self._run_entailment(pairs, rows)
+        for component in components:
+            _run_component(component, pairs, rows)
+        all_weights = {**chosen.weights, **{c.name: float(c.weight) for c in components}}
+        names = (*COMPONENTS, *(c.name for c in components))
         results = []
         for row in rows:
-            used = {n: w for n, w in chosen.weights.items() if w > 0 and row.get(n) is not None}
+            used = {n: w for n, w in all_weights.items() if w > 0 and row.get(n) is not None}
             total = sum(used.values())
             weights = {n: round(w / total, 6) for n, w in used.items()}
             confidence = None
@@ -185,11 +247,12 @@ class Measurer:
                     semantic=row.get("semantic"),
                     grounding=row.get("grounding"),
                     entailment=row.get("entailment"),
+                    extra={c.name: row.get(c.name) for c in components},
                     weights=weights,
                     unsupported_terms=row["unsupported_terms"],
                     not_measured=row["not_measured"],
                     flags=row["flags"],
-                    explanation=_explain(row, weights, confidence, limit),
+                    explanation=_explain(row, weights, confidence, limit, names),
                     preset=chosen.name,
                 )
             )
@@ -244,7 +307,28 @@ class Measurer:
             row["entailment"] = round(min(max(best[i], 0.0), 1.0), 6)
 
 
+def _run_component(component: Component, pairs: Sequence[tuple[str, str]], rows: list[dict[str, Any]]) -> None:
+    for (answer, reference), row in zip(pairs, rows, strict=True):
+        try:
+            value = component.score(answer, reference)
+        except Exception as exc:  # a broken custom scorer is reported, never scored
+            row["not_measured"][component.name] = f"{type(exc).__name__}: {exc}"
+            continue
+        if value is None:
+            row["not_measured"][component.name] = "the scorer returned no score"
+        elif (
+            not isinstance(value, (int, float))
+            or isinstance(value, bool)
+            or math.isnan(value)
+            or not 0.0 <= value <= 1.0
+        ):
+            row["not_measured"][component.name] = f"the scorer returned {value!r}, not a number in [0, 1]"
+        else:
+            row[component.name] = round(float(value), 6)
+
+
 def resolve_preset(preset: str | Preset | None) -> Preset:
+    """A preset by name (``None``: the default), or the given :class:`Preset` itself."""
     if isinstance(preset, Preset):
         return preset
     name = preset or DEFAULT_PRESET
@@ -267,6 +351,7 @@ def configure_measure(**options: Any) -> Measurer:
 
 
 def default_measurer() -> Measurer:
+    """The process-wide :class:`Measurer` (created on first use) that :func:`measure` uses."""
     global _default
     with _default_lock:
         if _default is None:

@@ -253,3 +253,62 @@ def test_packaged_presets_come_from_calibration() -> None:
         assert PRESETS[name].weights == general.weights
         assert PRESETS[name].threshold >= general.threshold
     assert PRESETS["healthcare"].threshold >= PRESETS["financial"].threshold
+
+
+class _Keyword:
+    """A custom scorer: 1.0 when the answer names the keyword, else 0.0; None for empty keyword."""
+
+    def __init__(self, keyword: str, weight: float = 1.0, name: str = "keyword") -> None:
+        self.name, self.weight, self.keyword = name, weight, keyword
+
+    def score(self, answer: str, reference: str) -> float | None:
+        if not self.keyword:
+            return None
+        return 1.0 if self.keyword in answer else 0.0
+
+
+def test_extra_component_joins_the_weighted_mean() -> None:
+    measurer = Measurer(semantic_enabled=False)
+    answer, reference = "Paris is the capital of France.", "The capital of France is Paris."
+    plain = measurer.measure(answer, reference)
+    with_extra = measurer.measure(answer, reference, components=[_Keyword("Lyon", weight=1.0)])
+    assert with_extra.extra == {"keyword": 0.0}
+    assert with_extra.weights == {"grounding": 0.5, "keyword": 0.5}
+    assert with_extra.confidence == pytest.approx(plain.grounding / 2)
+    assert "keyword 0.00 (weight 0.5)" in with_extra.explanation
+
+
+def test_extra_component_that_cannot_judge_is_not_measured_not_scored() -> None:
+    measurer = Measurer(semantic_enabled=False)
+    m = measurer.measure("Paris is in France.", "Paris is in France.", components=[_Keyword("")])
+    assert m.extra == {"keyword": None}
+    assert m.not_measured["keyword"] == "the scorer returned no score"
+    assert m.weights == {"grounding": 1.0}
+
+
+def test_broken_extra_component_is_reported_with_its_error() -> None:
+    class Broken(_Keyword):
+        def score(self, answer: str, reference: str) -> float | None:
+            raise RuntimeError("judge offline")
+
+    class OutOfRange(_Keyword):
+        def score(self, answer: str, reference: str) -> float | None:
+            return 1.5
+
+    measurer = Measurer(semantic_enabled=False)
+    m = measurer.measure("Paris.", "Paris.", components=[Broken("x"), OutOfRange("x", name="range")])
+    assert m.not_measured["keyword"] == "RuntimeError: judge offline"
+    assert m.not_measured["range"] == "the scorer returned 1.5, not a number in [0, 1]"
+
+
+@pytest.mark.parametrize(
+    ("component", "problem"),
+    [
+        (_Keyword("x", name="grounding"), "already taken"),
+        (_Keyword("x", name="not valid"), "must be an identifier"),
+        (_Keyword("x", weight=-1), "weight must be a number >= 0"),
+    ],
+)
+def test_bad_extra_components_are_refused(component: _Keyword, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        Measurer(semantic_enabled=False).measure("a b", "a b", components=[component])
