@@ -1,0 +1,240 @@
+"""The evidence folder: trace file, results, summary and a manifest that hashes them all.
+
+``write_evidence()`` is what a test run (the pytest plugin) or the ``cert`` command leaves for CI
+to upload and a reviewer to check: ``traces.jsonl`` (hash-chained), ``results.json`` (schema
+``cert.results/1``, JSON Schema in ``cert_core/schemas/results.schema.json``), ``summary.md`` and
+``manifest.json`` (SHA-256 of every file, tool and Python versions, platform, git commit and dirty
+flag, thresholds with the commit that last changed the file holding them, metric definitions,
+chain heads). Writing never leaves a half-written file: each is written beside and renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ._records import TraceRecord
+from ._store import TraceWriter
+
+__all__ = [
+    "MANIFEST_SCHEMA",
+    "RESULTS_SCHEMA",
+    "git_state",
+    "last_commit",
+    "metric_definitions",
+    "sha256_file",
+    "summary_markdown",
+    "write_evidence",
+]
+
+RESULTS_SCHEMA = "cert.results/1"
+MANIFEST_SCHEMA = "cert.manifest/1"
+#: Files a run writes into the folder; stale copies from an earlier run are removed first.
+OWN_FILES = ("traces.jsonl", "results.json", "summary.md", "manifest.json", "report.html", "report.md")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _git(args: Sequence[str], cwd: Path) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_state(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """``commit`` and ``dirty`` (tracked files changed) of the repository holding ``root``;
+    ``commit`` is ``None`` with a ``reason`` outside a repository or without git."""
+    cwd = Path(root)
+    commit = _git(["rev-parse", "HEAD"], cwd)
+    if commit is None:
+        return {"commit": None, "dirty": None, "reason": "not a git repository (or git unavailable)"}
+    status = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
+    branch = _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd)
+    return {"commit": commit, "dirty": bool(status), "branch": branch}
+
+
+def last_commit(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> dict[str, Any]:
+    """The commit that last changed ``path`` and whether it has uncommitted changes since."""
+    cwd = Path(root)
+    commit = _git(["log", "-1", "--format=%H", "--", os.fspath(path)], cwd)
+    if commit is None or not commit:
+        return {"commit": None, "modified": None}
+    status = _git(["status", "--porcelain", "--", os.fspath(path)], cwd)
+    return {"commit": commit, "modified": bool(status)}
+
+
+def metric_definitions() -> dict[str, Any]:
+    """What the accuracy metric is, for the manifest: components, combination, presets, model."""
+    from .measure import DEFAULT_MODEL, METRIC, PRESETS
+    from .measure._semantic import KNOWN_WEIGHTS
+
+    return {
+        "metric": METRIC,
+        "components": {
+            "semantic": "max over reference passages of the cosine similarity of sentence embeddings, "
+            "minimum over answer passages",
+            "grounding": "share of the answer's content terms (numbers with units, dates, names, words) "
+            "that the reference supports; negation flips count against the answer",
+            "entailment": "probability that a reference passage entails the answer (NLI model, when configured)",
+        },
+        "combination": "weighted mean of the components that ran; a component that did not run is "
+        "'not measured' and left out, never given a neutral score",
+        "model": {"name": DEFAULT_MODEL, "sha256": KNOWN_WEIGHTS.get(DEFAULT_MODEL)},
+        "presets": {
+            name: {
+                "threshold": p.threshold,
+                "weights": p.weights,
+                "description": p.description,
+                "source": p.source,
+            }
+            for name, p in sorted(PRESETS.items())
+        },
+        "statistical_gate": "repeated runs pass when the lower bound of the two-sided Wilson score "
+        "interval of the pass rate, at the stated confidence, reaches min_pass_rate",
+    }
+
+
+def _fmt_usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:.6f}".rstrip("0").rstrip(".") if value else "$0"
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def summary_markdown(results: Mapping[str, Any], sections: Iterable[tuple[str, str]] = ()) -> str:
+    """The run in Markdown: totals, per-test rows, violations, and extra sections."""
+    totals = results["totals"]
+    verdict = "FAILED" if results["violations"] else "passed"
+    lines = [
+        f"## pytest-cert: {verdict}",
+        "",
+        f"{totals['tests']} test(s) with cert checks or LLM calls, {totals['calls']} LLM call(s), "
+        f"{totals['input_tokens'] + totals['output_tokens']:,} tokens, cost {_fmt_usd(totals['cost_usd'])}"
+        + (
+            f" (plus {_fmt_usd(totals['replayed_cost_usd'])} replayed from cassettes, not spent)"
+            if totals["replayed_calls"]
+            else ""
+        )
+        + (f"; {totals['unknown_price_calls']} call(s) with unknown price" if totals["unknown_price_calls"] else "")
+        + ".",
+        "",
+    ]
+    if results["tests"]:
+        lines += [
+            "| test | confidence | threshold | verdict | calls | tokens | cost | slowest call |",
+            "|---|---:|---:|---|---:|---:|---:|---:|",
+        ]
+        for t in results["tests"]:
+            measured = [m["confidence"] for m in t["measurements"] if m["confidence"] is not None]
+            confidence = f"{min(measured):.3f}" if measured else "-"
+            if t["statistical"]:
+                s = t["statistical"]
+                confidence = f"{s['passed']}/{s['n']} runs" if s["n"] else "not measured"
+            latency = "-" if t["latency_ms"] is None else f"{t['latency_ms']:.0f} ms"
+            lines.append(
+                f"| `{_cell(t['nodeid'])}` | {confidence} | {t['threshold']:.3f} | {t['verdict']} | "
+                f"{t['calls']} | {t['input_tokens'] + t['output_tokens']:,} | {_fmt_usd(t['cost_usd'])} | {latency} |"
+            )
+        lines.append("")
+    if results["violations"]:
+        lines += ["### Violations", ""]
+        lines += [f"- `{_cell(v['where'])}`: {_cell(v['message'])}" for v in results["violations"]]
+        lines.append("")
+    for title, body in sections:
+        lines += [f"### {title}", "", body.rstrip(), ""]
+    return "\n".join(lines)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_evidence(
+    folder: str | os.PathLike[str],
+    *,
+    results: Mapping[str, Any],
+    records: Iterable[TraceRecord],
+    summary: str,
+    thresholds: Sequence[Mapping[str, Any]] = (),
+    root: str | os.PathLike[str] = ".",
+    tool: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Write the evidence folder and return the manifest written into it.
+
+    ``thresholds``: where each threshold in force came from (``file`` relative to ``root``, or
+    none for a command-line value); the manifest adds the commit that last changed that file.
+    Raises ``OSError`` when the folder cannot be written.
+    """
+    from . import __version__
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OWN_FILES:
+        (out / name).unlink(missing_ok=True)
+    for stale in out.glob("traces.*.jsonl"):  # rotated parts of an earlier run
+        stale.unlink()
+    writer = TraceWriter(out / "traces.jsonl", buffer_bytes=1 << 20, flush_interval=3600)
+    try:
+        for record in records:
+            writer.write(record)
+    finally:
+        writer.close()
+    stats = writer.stats
+    chain, seq, head = writer.head
+    if stats.dropped or stats.written != seq + 1:
+        lost = seq + 1 - stats.written + stats.dropped
+        raise OSError(f"{out / 'traces.jsonl'}: {lost} record(s) not written: {stats.last_error}")
+    _atomic_write(out / "results.json", json.dumps(results, indent=2, default=str).encode() + b"\n")
+    _atomic_write(out / "summary.md", summary.encode())
+    root_path = Path(root)
+    commits: dict[str, dict[str, Any]] = {}
+    located = []
+    for entry in thresholds:
+        entry = dict(entry)
+        file = entry.get("file")
+        if file:
+            if file not in commits:
+                commits[file] = last_commit(file, root_path)
+            entry.update(commits[file])
+        located.append(entry)
+    files = {
+        p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in sorted(out.iterdir())
+        if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")
+    }
+    manifest = {
+        "schema": MANIFEST_SCHEMA,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "tool": {"name": "pytest-cert", "version": __version__, **(tool or {})},
+        "python": {"version": platform.python_version(), "implementation": platform.python_implementation()},
+        "platform": {"system": platform.system(), "release": platform.release(), "machine": platform.machine()},
+        "git": git_state(root_path),
+        "thresholds": located,
+        "metrics": metric_definitions(),
+        "chains": [{"file": "traces.jsonl", "chain": chain, "records": seq + 1, "last_seq": seq, "hash": head}]
+        if seq >= 0
+        else [],
+        "files": files,
+    }
+    _atomic_write(out / "manifest.json", json.dumps(manifest, indent=2).encode() + b"\n")
+    return manifest

@@ -1,0 +1,165 @@
+"""The ``cert_trace`` fixture: the LLM calls of one test, their cost, and ``expect()``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from cert_core import TraceRecord
+    from cert_core.measure import Measurement
+
+    from .gate import StatisticalResult
+    from .session import CertSession, TestState
+
+__all__ = ["CertTrace", "cert_trace"]
+
+
+class CertTrace:
+    """What the current test's LLM calls did, and the accuracy check.
+
+    Every call made while the test runs (in any thread or asyncio task it starts) through an
+    instrumented SDK, ``@trace`` or :meth:`record` is collected here.
+    """
+
+    def __init__(self, session: CertSession, state: TestState) -> None:
+        self._session = session
+        self._state = state
+
+    def __repr__(self) -> str:
+        return f"<CertTrace {self._state.nodeid} calls={self.calls} cost_usd={self.cost_usd:.6f}>"
+
+    @property
+    def records(self) -> list[TraceRecord]:
+        """Every trace record of the test so far (LLM calls and ``@trace`` functions)."""
+        return list(self._state.records)
+
+    @property
+    def llm_records(self) -> list[TraceRecord]:
+        return [r for r in self._state.records if r.kind == "llm"]
+
+    @property
+    def calls(self) -> int:
+        """Number of LLM calls."""
+        return len(self.llm_records)
+
+    @property
+    def cost_usd(self) -> float:
+        """Known cost of the test's real (not replayed) LLM calls, in USD; see :attr:`unknown_price_calls`."""
+        return sum(r.cost_usd or 0.0 for r in self.llm_records if not r.replayed)
+
+    @property
+    def unknown_price_calls(self) -> int:
+        """Calls whose price is unknown (their cost is not in :attr:`cost_usd`)."""
+        return sum(1 for r in self.llm_records if r.cost_usd is None and r.error is None)
+
+    @property
+    def tokens(self) -> int:
+        """Input plus output tokens of all LLM calls."""
+        return sum(r.usage.total_tokens for r in self.llm_records if r.usage is not None)
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(r.usage.input_tokens for r in self.llm_records if r.usage is not None)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(r.usage.output_tokens for r in self.llm_records if r.usage is not None)
+
+    @property
+    def latency_ms(self) -> float | None:
+        """Latency of the slowest LLM call (what ``max_latency_ms`` bounds); ``None`` without calls."""
+        calls = self.llm_records
+        return max(r.duration_ms for r in calls) if calls else None
+
+    @property
+    def total_latency_ms(self) -> float:
+        """Summed latency of all LLM calls."""
+        return sum(r.duration_ms for r in self.llm_records)
+
+    @property
+    def measurements(self) -> list[Measurement]:
+        """Every measurement ``expect()`` made in this test, in order."""
+        return [m for m, _ in self._state.measurements]
+
+    def expect(
+        self,
+        answer: str,
+        reference: str | Sequence[str],
+        *,
+        threshold: float | None = None,
+        preset: str | None = None,
+    ) -> Measurement:
+        """Measure ``answer`` against ``reference`` (a retrieved context, its passages, or a gold
+        answer) and fail the test with :class:`~pytest_cert.CertAccuracyError` below the threshold.
+
+        The threshold is the first given of: this ``threshold`` argument, the ``cert`` marker,
+        ``--cert-threshold``, the ``cert_threshold`` ini key, the preset's default. Returns the
+        :class:`~cert_core.measure.Measurement` when it passes (or could not be measured, which
+        warns, or fails under ``--cert-strict``).
+        """
+        __tracebackhide__ = True
+        return self._session.expect(self._state, answer, reference, threshold=threshold, preset=preset)
+
+    def record(
+        self,
+        record: TraceRecord | None = None,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        input: Any = None,
+        output: Any = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cost_usd: float | None = None,
+        latency_ms: float | None = None,
+        operation: str = "chat",
+        error: BaseException | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> TraceRecord:
+        """Record a call made by other means (another SDK, plain HTTP): pass a ready
+        :class:`~cert_core.TraceRecord`, or the facts and let this build and price one
+        (``cost_usd`` given wins over the price library). Returns the record as stored."""
+        return self._session.record_manual(
+            self._state,
+            record,
+            provider=provider,
+            model=model,
+            input=input,
+            output=output,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost_usd,
+            latency_ms=latency_ms,
+            operation=operation,
+            error=error,
+            metadata=metadata,
+        )
+
+    def repeat(
+        self,
+        fn: Callable[[], Any],
+        n: int,
+        *,
+        min_pass_rate: float | None = None,
+        confidence: float | None = None,
+    ) -> StatisticalResult:
+        """Call ``fn`` ``n`` times; a run fails when it raises ``AssertionError`` (a failed
+        ``expect`` included). Fails the test with :class:`~pytest_cert.CertStatisticalError` when
+        the Wilson lower bound of the pass rate at ``confidence`` is below ``min_pass_rate``
+        (defaults: the ``cert`` marker's). Returns the statistics either way when it passes."""
+        __tracebackhide__ = True
+        return self._session.repeat(self._state, fn, n, min_pass_rate=min_pass_rate, confidence=confidence)
+
+
+@pytest.fixture
+def cert_trace(request: pytest.FixtureRequest) -> Iterator[CertTrace]:
+    """The LLM calls of this test (cost, tokens, latency) and ``expect()`` for accuracy."""
+    from .session import CertSession
+
+    session = request.config.stash[CertSession.KEY]
+    state = session.activate_for(request.node)
+    state.uses_fixture = True
+    yield CertTrace(session, state)

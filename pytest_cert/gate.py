@@ -1,0 +1,268 @@
+"""The gate's rules: marker options, the statistical verdict, and the failures a test can meet.
+
+Pure functions and small types; no pytest hooks here (those live in :mod:`pytest_cert.session`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any
+
+__all__ = [
+    "MARKER_KEYS",
+    "CertAccuracyError",
+    "CertFailure",
+    "CertGateError",
+    "CertMarkerError",
+    "CertStatisticalError",
+    "CertWarning",
+    "MarkerOptions",
+    "RunOutcome",
+    "StatisticalResult",
+    "Violation",
+    "evaluate_runs",
+    "marker_options",
+    "wilson_interval",
+]
+
+#: Every keyword ``@pytest.mark.cert(...)`` accepts, with what it takes.
+MARKER_KEYS: Mapping[str, str] = {
+    "threshold": "accuracy threshold, a number in [0, 1]",
+    "preset": "a measurement preset name",
+    "budget_usd": "the test's cost budget in USD, a number >= 0",
+    "max_latency_ms": "the slowest call allowed, milliseconds > 0",
+    "repeat": "run the test this many times (an integer >= 1)",
+    "min_pass_rate": "pass rate whose Wilson lower bound the runs must reach, in [0, 1]",
+    "confidence": "confidence level of the Wilson interval, in (0, 1); default 0.95",
+}
+
+
+class CertWarning(UserWarning):
+    """A cert check that could not be made (unknown price, component not measured); an error
+    under ``--cert-strict``."""
+
+
+class CertFailure(AssertionError):
+    """Base of the failures the cert gate raises in a test (an ``AssertionError``, so a failed
+    check reads like a failed assertion and counts as a failed run of a repeated test)."""
+
+
+class CertAccuracyError(CertFailure):
+    """``cert_trace.expect()`` found the answer below its threshold (or, strict, not measured)."""
+
+    def __init__(self, message: str, measurement: Any = None) -> None:
+        super().__init__(message)
+        self.measurement = measurement
+
+
+class CertStatisticalError(CertFailure):
+    """A repeated test's pass rate did not reach ``min_pass_rate`` at the stated confidence."""
+
+    def __init__(self, message: str, result: StatisticalResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class CertGateError(CertFailure):
+    """The test's calls broke a budget, a latency bound or (strict) had an unknown price."""
+
+    def __init__(self, message: str, violations: Sequence[Violation]) -> None:
+        super().__init__(message)
+        self.violations = list(violations)
+
+
+class CertMarkerError(ValueError):
+    """A ``@pytest.mark.cert(...)`` with a keyword or value the gate does not accept."""
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: ``kind`` is accuracy, budget, latency, unknown_price, not_measured or
+    statistical."""
+
+    kind: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "message": self.message}
+
+
+@dataclass(frozen=True)
+class MarkerOptions:
+    """The merged ``cert`` markers of one test (closest marker wins, key by key)."""
+
+    threshold: float | None = None
+    preset: str | None = None
+    budget_usd: float | None = None
+    max_latency_ms: float | None = None
+    repeat: int = 1
+    min_pass_rate: float | None = None
+    confidence: float = 0.95
+    given: frozenset[str] = field(default_factory=frozenset)
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise CertMarkerError(f"{key}={value!r}: expected {MARKER_KEYS[key]}")
+    return float(value)
+
+
+def marker_options(
+    markers: Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]], presets: Sequence[str]
+) -> MarkerOptions:
+    """Validate and merge ``cert`` markers given closest first, as ``(args, kwargs)`` pairs."""
+    merged: dict[str, Any] = {}
+    for args, kwargs in markers:
+        if args:
+            raise CertMarkerError(
+                f"@pytest.mark.cert takes keyword arguments only, got positional {args!r}; "
+                f"allowed keys: {', '.join(MARKER_KEYS)}"
+            )
+        unknown = sorted(set(kwargs) - set(MARKER_KEYS))
+        if unknown:
+            raise CertMarkerError(
+                f"@pytest.mark.cert got unknown keyword(s) {', '.join(unknown)}; "
+                f"allowed keys: {', '.join(MARKER_KEYS)}"
+            )
+        for key, value in kwargs.items():
+            merged.setdefault(key, value)
+    out: dict[str, Any] = {}
+    for key, value in merged.items():
+        if key == "preset":
+            if value not in presets:
+                raise CertMarkerError(f"preset={value!r}: unknown preset; known: {', '.join(sorted(presets))}")
+            out[key] = value
+        elif key == "repeat":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise CertMarkerError(f"repeat={value!r}: expected {MARKER_KEYS[key]}")
+            out[key] = value
+        else:
+            number = _number(key, value)
+            ok = {
+                "threshold": 0.0 <= number <= 1.0,
+                "min_pass_rate": 0.0 <= number <= 1.0,
+                "budget_usd": number >= 0.0,
+                "max_latency_ms": number > 0.0,
+                "confidence": 0.0 < number < 1.0,
+            }[key]
+            if not ok:
+                raise CertMarkerError(f"{key}={value!r}: expected {MARKER_KEYS[key]}")
+            out[key] = number
+    if out.get("repeat", 1) > 1 and "min_pass_rate" not in out:
+        raise CertMarkerError(
+            f"repeat={out['repeat']} needs min_pass_rate= (the pass rate whose Wilson lower bound "
+            "the runs must reach, e.g. min_pass_rate=0.8)"
+        )
+    return MarkerOptions(**out, given=frozenset(out))
+
+
+def wilson_interval(passed: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided Wilson score interval of a pass rate ``passed / n`` at ``confidence``."""
+    if n <= 0:
+        raise ValueError("the Wilson interval needs at least one run")
+    if not 0 <= passed <= n:
+        raise ValueError(f"passed must be between 0 and n={n}, got {passed}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2.0)
+    p = passed / n
+    denominator = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """One run of a repeated test: ``passed``, ``failed`` or ``not_measured``."""
+
+    run: int
+    outcome: str
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "outcome": self.outcome, "message": self.message}
+
+
+@dataclass(frozen=True)
+class StatisticalResult:
+    """The statistical gate's verdict over the runs of one test."""
+
+    runs: int
+    passed: int
+    failed: int
+    not_measured: int
+    confidence: float
+    min_pass_rate: float
+    rate: float | None
+    lower: float | None
+    upper: float | None
+    verdict: str  # "passed", "failed" or "not measured"
+    outcomes: tuple[RunOutcome, ...] = ()
+
+    @property
+    def n(self) -> int:
+        """Runs that count: those with a verdict (not-measured runs are left out)."""
+        return self.passed + self.failed
+
+    def describe(self) -> str:
+        if self.rate is None or self.lower is None or self.upper is None:
+            return (
+                f"no run could be measured ({self.not_measured} of {self.runs} not measured); "
+                f"pass rate unknown against required {self.min_pass_rate:.2f}"
+            )
+        text = (
+            f"pass rate {self.passed}/{self.n} = {self.rate:.2f}, Wilson {self.confidence:.0%} interval "
+            f"[{self.lower:.3f}, {self.upper:.3f}]; lower bound {self.lower:.3f} "
+            f"{'>=' if self.lower >= self.min_pass_rate else '<'} required {self.min_pass_rate:.2f}"
+        )
+        if self.not_measured:
+            text += f" ({self.not_measured} run(s) not measured, left out)"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "n": self.n,
+            "passed": self.passed,
+            "failed": self.failed,
+            "not_measured": self.not_measured,
+            "rate": self.rate,
+            "lower": self.lower,
+            "upper": self.upper,
+            "confidence": self.confidence,
+            "min_pass_rate": self.min_pass_rate,
+            "verdict": self.verdict,
+            "outcomes": [o.to_dict() for o in self.outcomes],
+        }
+
+
+def evaluate_runs(outcomes: Sequence[RunOutcome], min_pass_rate: float, confidence: float) -> StatisticalResult:
+    """The verdict over repeated runs: the Wilson lower bound of the pass rate against
+    ``min_pass_rate``; runs that could not be measured count neither way."""
+    passed = sum(o.outcome == "passed" for o in outcomes)
+    failed = sum(o.outcome == "failed" for o in outcomes)
+    not_measured = sum(o.outcome == "not_measured" for o in outcomes)
+    n = passed + failed
+    if n == 0:
+        return StatisticalResult(
+            len(outcomes), 0, 0, not_measured, confidence, min_pass_rate, None, None, None,
+            "not measured", tuple(outcomes),
+        )  # fmt: skip
+    lower, upper = wilson_interval(passed, n, confidence)
+    return StatisticalResult(
+        len(outcomes),
+        passed,
+        failed,
+        not_measured,
+        confidence,
+        min_pass_rate,
+        round(passed / n, 6),
+        round(lower, 6),
+        round(upper, 6),
+        "passed" if lower >= min_pass_rate else "failed",
+        tuple(outcomes),
+    )

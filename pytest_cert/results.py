@@ -1,0 +1,204 @@
+"""The session's results document (``results.json``), its session-level checks, and the evidence
+folder written from them (controller only)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .gate import Violation
+
+if TYPE_CHECKING:
+    from .session import CertSession
+
+__all__ = ["build_results", "session_violations", "totals", "write_session_evidence"]
+
+
+def _real_cost(records: list[Any]) -> float:
+    return sum(r.cost_usd or 0.0 for r in records if r.kind == "llm" and not r.replayed)
+
+
+def session_violations(cs: CertSession) -> list[Violation]:
+    """Checks over the whole run: the session budget, and (strict) calls outside tests with an
+    unknown price. Per-test violations failed their tests already."""
+    found = []
+    budget = cs.settings.budget
+    spent = sum(t["cost_usd"] for t in cs.results) + _real_cost(cs.session_records)
+    if budget is not None and spent > budget:
+        found.append(
+            Violation(
+                "budget",
+                f"cost {spent:.6f} USD > session budget {budget:.6f} USD ({cs.settings.sources['budget']})",
+            )
+        )
+    if cs.settings.strict:
+        unknown = [r for r in cs.session_records if r.kind == "llm" and r.cost_usd is None and r.error is None]
+        if unknown:
+            found.append(
+                Violation(
+                    "unknown_price",
+                    f"{len(unknown)} call(s) outside tests with unknown price, e.g. "
+                    f"{unknown[0].provider}/{unknown[0].request_model} (--cert-strict)",
+                )
+            )
+    return found
+
+
+def totals(tests: list[dict[str, Any]], session_records: list[Any]) -> dict[str, Any]:
+    """Sums over the tests and the calls made outside any test (equal with and without xdist)."""
+    outside = [r for r in session_records if r.kind == "llm"]
+    real_outside = [r for r in outside if not r.replayed]
+    measurements = [m for t in tests for m in t["measurements"]]
+    verdicts = [t["verdict"] for t in tests]
+    return {
+        "tests": len(tests),
+        "verdicts": {v: verdicts.count(v) for v in ("passed", "failed", "not measured", "no check")},
+        "calls": sum(t["calls"] for t in tests) + len(outside),
+        "errors": sum(t["errors"] for t in tests) + sum(1 for r in outside if r.error is not None),
+        "input_tokens": sum(t["input_tokens"] for t in tests)
+        + sum(r.usage.input_tokens for r in outside if r.usage is not None),
+        "output_tokens": sum(t["output_tokens"] for t in tests)
+        + sum(r.usage.output_tokens for r in outside if r.usage is not None),
+        "cost_usd": round(sum(t["cost_usd"] for t in tests) + _real_cost(outside), 10),
+        "unknown_price_calls": sum(t["unknown_price_calls"] for t in tests)
+        + sum(1 for r in outside if r.cost_usd is None and r.error is None),
+        "replayed_calls": sum(t["replayed_calls"] for t in tests) + sum(1 for r in outside if r.replayed),
+        "replayed_cost_usd": round(
+            sum(t["replayed_cost_usd"] for t in tests) + sum(r.cost_usd or 0.0 for r in outside if r.replayed),
+            10,
+        ),
+        "measurements": len(measurements),
+        "measurements_passed": sum(1 for m in measurements if m["passed"] is True),
+        "measurements_failed": sum(1 for m in measurements if m["passed"] is False),
+        "measurements_not_measured": sum(1 for m in measurements if m["passed"] is None),
+        "calls_outside_tests": len(outside),
+    }
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def build_results(cs: CertSession, exitstatus: int) -> dict[str, Any]:
+    import cert_core
+
+    from .plugin import OPTIONS
+
+    tests = sorted(cs.results, key=lambda t: (t["file"], t["line"], t["nodeid"]))
+    violations = [{"where": t["nodeid"], **v} for t in tests for v in t["violations"]]
+    violations += [{"where": "session", **v.to_dict()} for v in cs.session_violations]
+    finished = datetime.now(timezone.utc).timestamp()
+    return {
+        "schema": "cert.results/1",
+        "tool": {"name": "pytest-cert", "version": cert_core.__version__, "pytest": pytest.__version__},
+        "session": {
+            "started": _iso(cs.started),
+            "finished": _iso(finished),
+            "duration_s": round(finished - cs.started, 3),
+            "exitstatus": exitstatus,
+            "args": [str(a) for a in cs.config.invocation_params.args],
+            "workers": len(cs._workers),
+            "python": sys.version.split()[0],
+        },
+        "config": {
+            **cs.settings.to_dict(),
+            "options": [o.flag for o in OPTIONS if o.name in cs.settings.sources],
+            "instrumented": cs.instrumented,
+            "instrumentation_errors": cs.instrumentation_errors,
+        },
+        "tests": tests,
+        "totals": totals(tests, cs.session_records),
+        "violations": violations,
+        "extra": {},
+    }
+
+
+def _relative(path: Path | str | None, root: Path) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
+def threshold_sources(cs: CertSession, tests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every threshold in force and the file that holds it (for the manifest's commits)."""
+    root = cs.config.rootpath
+    out: list[dict[str, Any]] = []
+    source = cs.settings.sources.get("threshold")
+    if source is not None:
+        entry: dict[str, Any] = {"scope": "session", "threshold": cs.settings.threshold, "source": source}
+        entry["file"] = _relative(cs.config.inipath, root) if source.startswith("ini") else None
+        out.append(entry)
+    seen: set[tuple[str, float, str]] = set()
+    for t in tests:
+        key = (t["threshold_source"], t["threshold"], t["file"])
+        if t["threshold_source"] == "the cert marker" and key not in seen:
+            seen.add(key)
+            out.append({"scope": "marker", "threshold": t["threshold"], "source": "the cert marker", "file": t["file"]})
+    presets = sorted({t["preset"] for t in tests if t["threshold_source"].startswith("preset")})
+    for name in presets:
+        out.append(
+            {
+                "scope": "preset",
+                "preset": name,
+                "threshold": next(t["threshold"] for t in tests if t["preset"] == name),
+                "source": f"preset {name} (shipped with pytest-cert)",
+                "file": None,
+            }
+        )
+    return out
+
+
+def write_session_evidence(cs: CertSession, session: pytest.Session, exitstatus: int) -> None:
+    import cert_core
+    from cert_core._evidence import summary_markdown, write_evidence
+
+    results = build_results(cs, exitstatus)
+    cs.config.hook.pytest_cert_results(config=cs.config, results=results)
+    sections = [s for s in cs.config.hook.pytest_cert_summary(config=cs.config, results=results) if s]
+    cs.summary_sections = sections
+    summary = summary_markdown(results, sections)
+    order = {t["nodeid"]: i for i, t in enumerate(results["tests"])}
+    records = sorted(cs.test_records, key=lambda r: order.get(r.test_id or "", len(order)))
+    records += cs.session_records
+    root = cs.config.rootpath
+    folder = Path(cs.settings.report_dir)
+    if not folder.is_absolute():
+        folder = cs.config.invocation_params.dir / folder
+    try:
+        cs.evidence = write_evidence(
+            folder,
+            results=results,
+            records=records,
+            summary=summary,
+            thresholds=threshold_sources(cs, results["tests"]),
+            root=root,
+        )
+        cs.evidence_dir = folder
+    except OSError as exc:
+        cs.evidence_error = f"could not write the evidence folder {folder}: {exc}"
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+    cs.results_doc = results
+    if cs.settings.traces:
+        writer = cert_core.TraceWriter(cs.settings.traces)
+        try:
+            for record in records:
+                writer.write(record)
+        finally:
+            writer.close()
+        if writer.stats.dropped or writer.stats.errors:
+            cs.evidence_error = f"could not append all records to {cs.settings.traces}: {writer.stats.last_error}"
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        try:
+            with Path(step_summary).open("a", encoding="utf-8") as f:
+                f.write(summary + "\n")
+        except OSError as exc:
+            cs.evidence_error = f"could not append to $GITHUB_STEP_SUMMARY ({step_summary}): {exc}"

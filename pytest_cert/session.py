@@ -1,0 +1,848 @@
+"""``CertSession``: the plugin's session state and the hooks that turn a test run into a gate.
+
+One object per pytest session, registered in ``pytest_configure``. It stays inert (no import of
+``cert_core``, no SDK patched, no file written) until a cert option or ini key is set or a
+collected test uses the ``cert`` marker or the ``cert_trace`` fixture. Then it patches the SDKs,
+registers itself as a process-wide recorder (so calls from threads a test starts are seen), and
+attributes every record to the test running at that moment.
+
+Per-test results are built in the process that ran the test and travel to the controller inside
+the teardown report (``user_properties``, key ``cert.result``), the same way with or without
+xdist; only the controller writes the evidence folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .gate import (
+    CertAccuracyError,
+    CertGateError,
+    CertMarkerError,
+    CertStatisticalError,
+    CertWarning,
+    MarkerOptions,
+    RunOutcome,
+    StatisticalResult,
+    Violation,
+    evaluate_runs,
+    marker_options,
+)
+from .plugin import DEFAULT_REPORT_DIR, OPTIONS
+
+if TYPE_CHECKING:
+    from cert_core import TraceRecord
+    from cert_core.measure import Component, Measurement
+
+__all__ = ["CertSession", "Settings", "TestState", "read_settings"]
+
+RESULT_PROPERTY = "cert.result"
+#: Longest answer text kept in a result (the full text is in the trace record).
+ANSWER_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The session's cert options after precedence (CLI over ini); ``sources`` says where each
+    given value came from (``--cert-threshold`` or ``ini cert_threshold``)."""
+
+    threshold: float | None = None
+    preset: str | None = None
+    budget: float | None = None
+    test_budget: float | None = None
+    max_latency_ms: float | None = None
+    report: str | None = None
+    traces: str | None = None
+    strict: bool = False
+    no_instrument: bool = False
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def configured(self) -> bool:
+        """A cert option or ini key is in play (``--cert-no-instrument`` alone only switches off)."""
+        return any(name != "no_instrument" for name in self.sources) and (
+            set(self.sources) != {"strict"} or self.strict
+        )
+
+    @property
+    def report_dir(self) -> str:
+        return self.report or DEFAULT_REPORT_DIR
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "preset": self.preset,
+            "budget_usd": self.budget,
+            "test_budget_usd": self.test_budget,
+            "max_latency_ms": self.max_latency_ms,
+            "report": self.report_dir,
+            "traces": self.traces,
+            "strict": self.strict,
+            "instrument": not self.no_instrument,
+            "sources": dict(self.sources),
+        }
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    """Read every ``--cert-*`` option and ``cert_*`` ini key; a bad ini value is a usage error."""
+    import argparse
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in OPTIONS:
+        value = config.getoption(option.dest)
+        if value is not None:
+            values[option.name], sources[option.name] = value, option.flag
+            continue
+        raw = config.getini(option.ini)
+        if raw is None or raw == "":
+            continue
+        if option.metavar is None:
+            values[option.name] = bool(raw)
+        else:
+            assert option.convert is not None
+            try:
+                values[option.name] = option.convert(str(raw).strip())
+            except argparse.ArgumentTypeError as exc:
+                raise pytest.UsageError(f"ini key {option.ini} = {raw!r}: {exc}") from None
+        sources[option.name] = f"ini {option.ini}"
+    return Settings(**values, sources=sources)
+
+
+@dataclass
+class TestState:
+    """What the cert gate knows about one test while it runs (in ``item.stash``)."""
+
+    nodeid: str
+    location: tuple[str, int]
+    options: MarkerOptions = field(default_factory=MarkerOptions)
+    uses_marker: bool = False
+    uses_fixture: bool = False
+    records: list[TraceRecord] = field(default_factory=list)
+    measurements: list[tuple[Measurement, dict[str, Any]]] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    run_index: int | None = None
+    statistical: StatisticalResult | None = None
+    phases: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    duration_s: float = 0.0
+    warned: set[str] = field(default_factory=set)
+
+    @property
+    def relevant(self) -> bool:
+        """Whether the test appears in the results: it used a cert feature or made a call."""
+        return self.uses_marker or self.uses_fixture or bool(self.records)
+
+
+STATE_KEY = pytest.StashKey[TestState]()
+
+
+def _outcome(phases: dict[str, tuple[str, bool]]) -> str:
+    setup = phases.get("setup", ("passed", False))
+    if setup[0] == "failed":
+        return "error"
+    if setup[0] == "skipped":
+        return "skipped"
+    outcome, xfail = phases.get("call", ("passed", False))
+    if xfail:
+        return "xfailed" if outcome == "skipped" else "xpassed" if outcome == "passed" else "failed"
+    if outcome == "passed" and phases.get("teardown", ("passed", False))[0] == "failed":
+        return "error"
+    return outcome
+
+
+def _answer_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(
+            f"cert_trace.expect() needs the answer as a string, got {type(value).__name__}; "
+            "pass the text of the model's reply (e.g. response.choices[0].message.content)"
+        )
+    return value
+
+
+def _reference_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
+        return "\n\n".join(value)  # retrieved passages: measured as one context, passage by passage
+    raise TypeError(
+        "cert_trace.expect() needs the reference as a string or a non-empty list of strings "
+        f"(retrieved passages), got {type(value).__name__}"
+    )
+
+
+def _mentions(value: Any, text: str) -> bool:
+    if isinstance(value, str):
+        return text in value
+    if isinstance(value, dict):
+        return any(_mentions(v, text) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_mentions(v, text) for v in value)
+    return False
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def accuracy_message(m: Measurement, source: str, answer: str) -> str:
+    """The failure text of ``expect()``: verdict, each component, unsupported terms, threshold."""
+    if m.confidence is None:
+        head = "answer could not be measured: no weighted component ran"
+    else:
+        head = (
+            f"answer below the accuracy threshold: confidence {m.confidence:.3f} < threshold "
+            f"{m.threshold:.3f} (threshold from {source})"
+        )
+    lines = [head]
+    names = ["semantic", "grounding", "entailment", *m.extra]
+    for name in names:
+        score = m.extra.get(name) if name in m.extra else getattr(m, name)
+        if name in m.not_measured:
+            lines.append(f"  {name:<12} not measured: {m.not_measured[name]}")
+        elif score is not None:
+            weight = m.weights.get(name)
+            weighted = f"weight {weight:.2f}" if weight else "not weighted by the preset"
+            lines.append(f"  {name:<12} {score:.3f}  {weighted}")
+    if m.unsupported_terms:
+        shown = ", ".join(repr(t) for t in m.unsupported_terms[:12])
+        more = len(m.unsupported_terms) - 12
+        lines.append(f"  unsupported terms: {shown}" + (f" and {more} more" if more > 0 else ""))
+    if m.flags:
+        lines.append(f"  flags: {', '.join(m.flags)}")
+    lines.append(f"  preset: {m.preset}; threshold {m.threshold:.3f} from {source}")
+    lines.append(f"  answer: {_short(answer)!r}")
+    return "\n".join(lines)
+
+
+class CertSession:
+    """The plugin's state for one pytest session, and its hooks."""
+
+    KEY = pytest.StashKey["CertSession"]()
+    NAME = "cert-session"
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.active = False
+        self.is_worker = hasattr(config, "workerinput")
+        self.current: TestState | None = None
+        self.session_records: list[TraceRecord] = []  # calls made outside any test
+        self.results: list[dict[str, Any]] = []  # controller: per-test results, arrival order
+        self.test_records: list[TraceRecord] = []  # controller: records of those tests
+        self.instrumented: list[str] = []
+        self.instrumentation_errors = 0
+        self.session_violations: list[Violation] = []
+        self.evidence: dict[str, Any] | None = None
+        self.evidence_error: str | None = None
+        self.evidence_dir: Any = None
+        self.results_doc: dict[str, Any] | None = None
+        self.summary_sections: list[tuple[str, str]] = []
+        self._errors_baseline = 0
+        self.started = time.time()
+        self._we_instrumented: list[str] = []
+        self._recorder_added = False
+        self._components: list[Component] | None = None
+        self._workers: set[str] = set()
+
+    # -- activation ---------------------------------------------------------------------------
+
+    def activate(self) -> None:
+        """Start recording: patch the SDKs (unless switched off) and listen to every thread."""
+        if self.active:
+            return
+        self.active = True
+        import cert_core
+
+        if not self.settings.no_instrument:
+            before = set(cert_core.instrumented_providers())
+            self.instrumented = cert_core.instrument()
+            self._we_instrumented = [p for p in self.instrumented if p not in before]
+        cert_core.add_recorder(self)
+        self._recorder_added = True
+        self._errors_baseline = _instrumentation_errors()
+
+    def activate_for(self, item: pytest.Item) -> TestState:
+        """Activate (the fixture may be requested dynamically) and return the item's state."""
+        self.activate()
+        state = self.state_for(item)
+        if self.current is None:
+            self.current = state
+        return state
+
+    def close(self) -> None:
+        if self._recorder_added:
+            import cert_core
+
+            cert_core.remove_recorder(self)
+            self._recorder_added = False
+            if self._we_instrumented:
+                cert_core.uninstrument(self._we_instrumented)
+                self._we_instrumented = []
+
+    def state_for(self, item: pytest.Item) -> TestState:
+        state = item.stash.get(STATE_KEY, None)
+        if state is None:
+            path, line = item.location[0], item.location[1]
+            state = TestState(item.nodeid, (path, (line or 0) + 1))
+            item.stash[STATE_KEY] = state
+        return state
+
+    # -- the recorder (called from any thread) ------------------------------------------------
+
+    def record(self, record: TraceRecord) -> None:
+        state = self.current
+        if state is None:
+            self.session_records.append(record)
+        else:
+            state.records.append(record.replace(test_id=state.nodeid))
+
+    # -- hooks: configuration and collection ----------------------------------------------------
+
+    def pytest_report_header(self, config: pytest.Config) -> str | None:
+        if not self.settings.configured:
+            return None
+        s = self.settings
+        parts = [
+            f"threshold {s.threshold} ({s.sources['threshold']})"
+            if s.threshold is not None
+            else "threshold from preset",
+            f"preset {s.preset or 'general'}",
+        ]
+        if s.budget is not None:
+            parts.append(f"session budget {s.budget:g} USD")
+        if s.test_budget is not None:
+            parts.append(f"test budget {s.test_budget:g} USD")
+        if s.max_latency_ms is not None:
+            parts.append(f"max latency {s.max_latency_ms:g} ms")
+        parts.append(f"report {s.report_dir}")
+        if s.strict:
+            parts.append("strict")
+        parts.append("SDKs not instrumented" if s.no_instrument else "SDKs instrumented")
+        return "cert: " + ", ".join(parts)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        if self.active:
+            return
+        if self.settings.configured or any(
+            item.get_closest_marker("cert") is not None or "cert_trace" in getattr(item, "fixturenames", ())
+            for item in items
+        ):
+            self.activate()
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # Under xdist the controller collects nothing; options alone make it active there.
+        if self.settings.configured and not self.active and self.config.pluginmanager.hasplugin("dsession"):
+            self.active = True
+
+    # -- hooks: running a test ----------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        if not self.active:
+            return (yield)
+        self.current = self.state_for(item)
+        try:
+            return (yield)
+        finally:
+            self.current = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if not self.active:
+            return
+        state = self.state_for(item)
+        markers = list(item.iter_markers("cert"))
+        if markers:
+            from cert_core.measure import PRESETS
+
+            state.uses_marker = True
+            try:
+                state.options = marker_options([(m.args, m.kwargs) for m in markers], list(PRESETS))
+            except CertMarkerError as exc:
+                raise CertMarkerError(f"{item.nodeid}: {exc}") from None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
+        state = pyfuncitem.stash.get(STATE_KEY, None)
+        if state is None or state.options.repeat <= 1:
+            return None
+        options = state.options
+        assert options.min_pass_rate is not None  # marker validation requires it with repeat
+        call = self.config.pluginmanager.subset_hook_caller("pytest_pyfunc_call", remove_plugins=[self])
+        self._repeat(state, lambda: call(pyfuncitem=pyfuncitem), options.repeat, options.min_pass_rate, options.confidence)
+        return True
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
+        state = item.stash.get(STATE_KEY, None)
+        __tracebackhide__ = True
+        if state is None:
+            return (yield)
+        try:
+            result = yield
+        except BaseException:
+            self._end_checks(state, raising=False)
+            raise
+        self._end_checks(state, raising=True)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        state = item.stash.get(STATE_KEY, None)
+        if state is None:
+            return report
+        state.phases[report.when] = (report.outcome, hasattr(report, "wasxfail"))
+        state.duration_s += report.duration
+        if report.when == "teardown" and state.relevant:
+            result = self._test_result(item, state)
+            item.ihook.pytest_cert_test_result(item=item, result=result)
+            report.user_properties.extend(_junit_properties(result))
+            payload = {"result": result, "records": [r.to_dict() for r in state.records]}
+            report.user_properties.append((RESULT_PROPERTY, json.dumps(payload, default=str)))
+        return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # Controller (or a run without xdist): take the result out of the report, so JUnit XML
+        # shows only the flat cert.* properties.
+        if self.is_worker or report.when != "teardown":
+            return
+        for i, (name, value) in enumerate(report.user_properties):
+            if name == RESULT_PROPERTY:
+                del report.user_properties[i]
+                self._receive(json.loads(str(value)), getattr(report, "node", None))
+                return
+
+    def _receive(self, payload: dict[str, Any], node: Any) -> None:
+        from cert_core import TraceRecord
+
+        self.active = True
+        result = payload["result"]
+        if node is not None:
+            worker = getattr(node, "gateway", None)
+            result["worker"] = getattr(worker, "id", None) or str(node)
+            self._workers.add(result["worker"])
+        self.results.append(result)
+        self.test_records.extend(TraceRecord.from_dict(r) for r in payload["records"])
+
+    # -- the checks -----------------------------------------------------------------------------
+
+    def _warn(self, state: TestState, key: str, message: str) -> None:
+        if key not in state.warned:
+            state.warned.add(key)
+            warnings.warn(CertWarning(f"{state.nodeid}: {message}"), stacklevel=3)
+
+    def _limits(self, state: TestState) -> dict[str, tuple[Any, str | None]]:
+        s, o = self.settings, state.options
+        budget: tuple[Any, str | None] = (None, None)
+        if "budget_usd" in o.given:
+            budget = (o.budget_usd, "cert marker")
+        elif s.test_budget is not None:
+            budget = (s.test_budget, s.sources["test_budget"])
+        latency: tuple[Any, str | None] = (None, None)
+        if "max_latency_ms" in o.given:
+            latency = (o.max_latency_ms, "cert marker")
+        elif s.max_latency_ms is not None:
+            latency = (s.max_latency_ms, s.sources["max_latency_ms"])
+        return {"budget": budget, "latency": latency}
+
+    def _preset_and_threshold(
+        self, state: TestState, threshold: float | None = None, preset: str | None = None
+    ) -> tuple[str, float, str]:
+        from cert_core.measure import resolve_preset
+
+        s, o = self.settings, state.options
+        name = preset or (o.preset if "preset" in o.given else None) or s.preset or "general"
+        chosen = resolve_preset(name)
+        if threshold is not None:
+            return chosen.name, float(threshold), "the expect() argument"
+        if "threshold" in o.given:
+            assert o.threshold is not None
+            return chosen.name, o.threshold, "the cert marker"
+        if s.threshold is not None:
+            return chosen.name, s.threshold, s.sources["threshold"]
+        return chosen.name, chosen.threshold, f"preset {chosen.name}"
+
+    def _end_checks(self, state: TestState, *, raising: bool) -> None:
+        """Budget, latency and price checks when the test body ends; raise if it had passed."""
+        __tracebackhide__ = True
+        limits = self._limits(state)
+        llm = [r for r in state.records if r.kind == "llm"]
+        found: list[Violation] = []
+        budget, budget_source = limits["budget"]
+        cost = sum(r.cost_usd or 0.0 for r in llm if not r.replayed)
+        if budget is not None and cost > budget:
+            found.append(
+                Violation(
+                    "budget",
+                    f"cost {cost:.6f} USD > budget {budget:.6f} USD ({budget_source}) over {len(llm)} call(s)",
+                )
+            )
+        unknown = [r for r in llm if r.cost_usd is None and r.error is None]
+        if unknown:
+            first = unknown[0]
+            text = (
+                f"{len(unknown)} call(s) with unknown price, e.g. {first.provider}/{first.request_model}: "
+                f"{first.price_error or 'no price'}"
+            )
+            if self.settings.strict:
+                found.append(Violation("unknown_price", text + " (--cert-strict)"))
+            else:
+                self._warn(state, "price", text + "; their cost is not counted (fails under --cert-strict)")
+        bound, bound_source = limits["latency"]
+        if bound is not None and llm:
+            slowest = max(llm, key=lambda r: r.duration_ms)
+            if slowest.duration_ms > bound:
+                found.append(
+                    Violation(
+                        "latency",
+                        f"slowest call {slowest.duration_ms:.1f} ms > max_latency_ms {bound:g} ms "
+                        f"({bound_source}): {slowest.provider}/{slowest.request_model}"
+                        + (" (recorded latency of a replayed call)" if slowest.replayed else ""),
+                    )
+                )
+        state.violations.extend(found)
+        if found and raising:
+            raise CertGateError("\n".join(v.message for v in found), found)
+
+    # -- fixture API ----------------------------------------------------------------------------
+
+    def components(self) -> list[Component]:
+        if self._components is None:
+            found: list[Component] = []
+            for returned in self.config.hook.pytest_cert_components(config=self.config):
+                found.extend(returned or [])
+            self._components = found
+        return self._components
+
+    def expect(
+        self,
+        state: TestState,
+        answer: Any,
+        reference: Any,
+        *,
+        threshold: float | None,
+        preset: str | None,
+    ) -> Measurement:
+        __tracebackhide__ = True
+        from cert_core.measure import default_measurer, resolve_preset
+
+        answer_text, reference_text = _answer_text(answer), _reference_text(reference)
+        name, limit, source = self._preset_and_threshold(state, threshold, preset)
+        m = default_measurer().measure(
+            answer_text, reference_text, threshold=limit, preset=name, components=self.components()
+        )
+        state.measurements.append(
+            (m, {"threshold_source": source, "run": state.run_index, "answer": answer_text[:ANSWER_CHARS]})
+        )
+        self._attach(state, answer_text, reference_text, m)
+        weighted = resolve_preset(name).weights
+        unmeasured = {
+            k: v for k, v in m.not_measured.items() if weighted.get(k, 0) > 0 or k in m.extra
+        }
+        if m.confidence is None or unmeasured:
+            what = "; ".join(f"{k}: {v}" for k, v in unmeasured.items()) or m.explanation
+            text = f"not measured ({what})"
+            if self.settings.strict:
+                violation = Violation("not_measured", text + " (--cert-strict)")
+                if state.run_index is None:
+                    state.violations.append(violation)
+                raise CertAccuracyError(accuracy_message(m, source, answer_text) + "\n  (--cert-strict)", m)
+            self._warn(state, "measure:" + text, text + "; the answer is not judged on it")
+        if m.passed is False:
+            message = accuracy_message(m, source, answer_text)
+            if state.run_index is None:
+                state.violations.append(Violation("accuracy", message.splitlines()[0]))
+            raise CertAccuracyError(message, m)
+        return m
+
+    def _attach(self, state: TestState, answer: str, reference: str, m: Measurement) -> None:
+        """Put the measurement on the LLM record that produced the answer (else the latest)."""
+        llm = [i for i, r in enumerate(state.records) if r.kind == "llm"]
+        if not llm:
+            return
+        match = next((i for i in reversed(llm) if _mentions(state.records[i].output, answer.strip())), llm[-1])
+        state.records[match] = state.records[match].replace(reference=reference, evaluation=m.to_dict())
+
+    def record_manual(self, state: TestState, record: TraceRecord | None, **facts: Any) -> TraceRecord:
+        import cert_core
+
+        if record is None:
+            record = _build_record(**facts)
+        elif not isinstance(record, cert_core.TraceRecord):
+            raise TypeError(f"cert_trace.record() takes a TraceRecord, got {type(record).__name__}")
+        before = len(state.records)
+        previous, self.current = self.current, state
+        try:
+            cert_core.record_call(record)
+        finally:
+            self.current = previous
+        return state.records[before] if len(state.records) > before else record
+
+    def repeat(
+        self,
+        state: TestState,
+        fn: Callable[[], Any],
+        n: int,
+        *,
+        min_pass_rate: float | None,
+        confidence: float | None,
+    ) -> StatisticalResult:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"cert_trace.repeat(): n must be an integer >= 1, got {n!r}")
+        rate = min_pass_rate if min_pass_rate is not None else state.options.min_pass_rate
+        if rate is None:
+            raise ValueError(
+                "cert_trace.repeat() needs min_pass_rate= (or the cert marker's), the pass rate "
+                "whose Wilson lower bound the runs must reach"
+            )
+        level = confidence if confidence is not None else state.options.confidence
+        marker_options([((), {"min_pass_rate": rate, "confidence": level})], ["general"])  # validates
+        return self._repeat(state, fn, n, rate, level)
+
+    def _repeat(
+        self, state: TestState, fn: Callable[[], Any], n: int, min_pass_rate: float, confidence: float
+    ) -> StatisticalResult:
+        __tracebackhide__ = True
+        outcomes: list[RunOutcome] = []
+        for run in range(n):
+            state.run_index = run
+            first = len(state.measurements)
+            try:
+                fn()
+            except (AssertionError, pytest.fail.Exception) as exc:
+                outcomes.append(RunOutcome(run, "failed", _short(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)))
+                continue
+            except Exception as exc:  # the app failed to answer: a failed run, with its error
+                outcomes.append(RunOutcome(run, "failed", _short(f"{type(exc).__name__}: {exc}")))
+                continue
+            finally:
+                state.run_index = None
+            ran = state.measurements[first:]
+            if ran and all(m.confidence is None for m, _ in ran):
+                outcomes.append(RunOutcome(run, "not_measured", "no measurement of this run could be taken"))
+            else:
+                outcomes.append(RunOutcome(run, "passed"))
+        result = evaluate_runs(outcomes, min_pass_rate, confidence)
+        state.statistical = result
+        if result.verdict == "failed":
+            state.violations.append(Violation("statistical", result.describe()))
+            raise CertStatisticalError(result.describe(), result)
+        if result.verdict == "not measured":
+            if self.settings.strict:
+                state.violations.append(Violation("not_measured", result.describe() + " (--cert-strict)"))
+                raise CertStatisticalError(result.describe(), result)
+            self._warn(state, "statistical", result.describe())
+        return result
+
+    # -- results --------------------------------------------------------------------------------
+
+    def _test_result(self, item: pytest.Item, state: TestState) -> dict[str, Any]:
+        llm = [r for r in state.records if r.kind == "llm"]
+        real = [r for r in llm if not r.replayed]
+        replayed = [r for r in llm if r.replayed]
+        name, limit, source = self._preset_and_threshold(state)
+        limits = self._limits(state)
+        measurements = [{**m.to_dict(), **meta} for m, meta in state.measurements]
+        uses = [f for f, on in (("fixture", state.uses_fixture), ("marker", state.uses_marker)) if on]
+        if state.violations:
+            verdict = "failed"
+        elif (state.statistical is not None and state.statistical.verdict == "not measured") or (
+            measurements and all(m["confidence"] is None for m in measurements)
+        ):
+            verdict = "not measured"
+        elif measurements or state.statistical is not None or any(v[0] is not None for v in limits.values()):
+            verdict = "passed"
+        else:
+            verdict = "no check"
+        worker = getattr(self.config, "workerinput", {}).get("workerid")
+        return {
+            "nodeid": state.nodeid,
+            "file": state.location[0],
+            "line": state.location[1],
+            "worker": worker,
+            "outcome": _outcome(state.phases),
+            "duration_s": round(state.duration_s, 6),
+            "uses": uses,
+            "verdict": verdict,
+            "preset": name,
+            "threshold": limit,
+            "threshold_source": source,
+            "budget_usd": limits["budget"][0],
+            "budget_source": limits["budget"][1],
+            "max_latency_ms": limits["latency"][0],
+            "latency_source": limits["latency"][1],
+            "measurements": measurements,
+            "calls": len(llm),
+            "errors": sum(1 for r in llm if r.error is not None),
+            "input_tokens": sum(r.usage.input_tokens for r in llm if r.usage is not None),
+            "output_tokens": sum(r.usage.output_tokens for r in llm if r.usage is not None),
+            "cost_usd": round(sum(r.cost_usd or 0.0 for r in real), 10),
+            "unknown_price_calls": sum(1 for r in llm if r.cost_usd is None and r.error is None),
+            "replayed_calls": len(replayed),
+            "replayed_cost_usd": round(sum(r.cost_usd or 0.0 for r in replayed), 10),
+            "latency_ms": round(max(r.duration_ms for r in llm), 3) if llm else None,
+            "total_latency_ms": round(sum(r.duration_ms for r in llm), 3),
+            "spans": [r.span_id for r in state.records],
+            "statistical": state.statistical.to_dict() if state.statistical is not None else None,
+            "violations": [v.to_dict() for v in state.violations],
+            "extra": {},
+        }
+
+    # -- hooks: end of session ------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        result = yield
+        if self.is_worker or not self.active:
+            return result
+        from .results import session_violations
+
+        self.session_violations = session_violations(self)
+        if self.session_violations:
+            session.testsfailed += 1
+        return result
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.is_worker:
+            if self.active:
+                workeroutput: dict[str, Any] = self.config.workeroutput  # type: ignore[attr-defined]
+                workeroutput["cert"] = json.dumps(
+                    {
+                        "records": [r.to_dict() for r in self.session_records],
+                        "instrumented": self.instrumented,
+                        "instrumentation_errors": _instrumentation_errors() - self._errors_baseline,
+                    },
+                    default=str,
+                )
+            return
+        if not self.active:
+            return
+        from .results import write_session_evidence
+
+        if self._recorder_added:
+            self.instrumentation_errors += _instrumentation_errors() - self._errors_baseline
+        write_session_evidence(self, session, int(exitstatus))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        from cert_core import TraceRecord
+
+        data = getattr(node, "workeroutput", {}).get("cert")
+        if not data:
+            return
+        self.active = True
+        payload = json.loads(data)
+        self.session_records.extend(TraceRecord.from_dict(r) for r in payload["records"])
+        self.instrumented = sorted(set(self.instrumented) | set(payload["instrumented"]))
+        self.instrumentation_errors += int(payload["instrumentation_errors"])
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.is_worker or not self.active:
+            return
+        from .terminal import write_summary
+
+        write_summary(self, terminalreporter)
+
+
+def _instrumentation_errors() -> int:
+    import cert_core
+
+    stats = cert_core.instrumentation_stats()
+    return int(getattr(stats, "errors", 0)) + cert_core.recording_stats().recorder_errors
+
+
+def _junit_properties(result: dict[str, Any]) -> list[tuple[str, object]]:
+    measured = [m["confidence"] for m in result["measurements"] if m["confidence"] is not None]
+    props: list[tuple[str, object]] = []
+    if measured:
+        props.append(("cert.confidence", f"{min(measured):.6f}"))
+    props.append(("cert.threshold", f"{result['threshold']:.6f}"))
+    if result["verdict"] in ("passed", "failed"):
+        props.append(("cert.passed", "true" if result["verdict"] == "passed" else "false"))
+    props.append(("cert.cost_usd", f"{result['cost_usd']:.10f}".rstrip("0").rstrip(".") or "0"))
+    props.append(("cert.input_tokens", result["input_tokens"]))
+    props.append(("cert.output_tokens", result["output_tokens"]))
+    props.append(("cert.calls", result["calls"]))
+    if result["latency_ms"] is not None:
+        props.append(("cert.latency_ms", f"{result['latency_ms']:.3f}"))
+    return props
+
+
+_OPERATIONS = ("chat", "text_completion", "embeddings", "responses")
+
+
+def _build_record(
+    *,
+    provider: str | None,
+    model: str | None,
+    input: Any,
+    output: Any,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cost_usd: float | None,
+    latency_ms: float | None,
+    operation: str,
+    error: BaseException | None,
+    metadata: dict[str, Any] | None,
+) -> TraceRecord:
+    import cert_core
+
+    if operation not in _OPERATIONS:
+        raise ValueError(f"cert_trace.record(): operation={operation!r}; expected one of {', '.join(_OPERATIONS)}")
+    for key, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError(f"cert_trace.record(): {key}={value!r}; expected an integer >= 0")
+    for key, number in (("cost_usd", cost_usd), ("latency_ms", latency_ms)):
+        if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0):
+            raise ValueError(f"cert_trace.record(): {key}={number!r}; expected a number >= 0")
+    usage = None
+    if input_tokens is not None or output_tokens is not None:
+        usage = cert_core.Usage(input_tokens=input_tokens or 0, output_tokens=output_tokens or 0)
+    price_source = price_error = None
+    if cost_usd is not None:
+        price_source = "given to cert_trace.record()"
+    elif usage is not None:
+        price = cert_core.price_call(provider, model, usage)
+        cost_usd, price_source, price_error = price.cost_usd, price.source, price.error
+    else:
+        price_error = "no token counts given to cert_trace.record()"
+    span = cert_core.start_span()
+    duration = float(latency_ms or 0.0)
+    end = time.time_ns()
+    return cert_core.TraceRecord(
+        schema=cert_core.SCHEMA,
+        trace_id=span.trace_id,
+        span_id=span.span_id,
+        parent_span_id=span.parent_span_id,
+        start_time=cert_core.format_timestamp(end - int(duration * 1e6)),
+        end_time=cert_core.format_timestamp(end),
+        duration_ms=duration,
+        kind="llm",
+        provider=provider,
+        operation=operation,  # type: ignore[arg-type]
+        request_model=model,
+        response_model=model,
+        input=input,
+        output=output,
+        usage=usage,
+        cost_usd=cost_usd,
+        price_source=price_source,
+        price_error=price_error,
+        error=None
+        if error is None
+        else cert_core.CallError(type=type(error).__qualname__, message=str(error)),
+        metadata=metadata,
+        request={"source": "cert_trace.record"},
+    )
+

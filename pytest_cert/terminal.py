@@ -1,0 +1,94 @@
+"""The ``cert`` section of pytest's terminal summary."""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .session import CertSession
+
+__all__ = ["write_summary"]
+
+
+def _usd(value: float) -> str:
+    return f"${value:.6f}".rstrip("0").rstrip(".") if value else "$0"
+
+
+def _row(t: dict[str, Any], width: int) -> str:
+    measured = [m["confidence"] for m in t["measurements"] if m["confidence"] is not None]
+    if t["statistical"]:
+        s = t["statistical"]
+        confidence = f"{s['passed']}/{s['n']}" if s["n"] else "n/m"
+    else:
+        confidence = f"{min(measured):.3f}" if measured else "-"
+    verdict = {"passed": "pass", "failed": "FAIL", "not measured": "n/m", "no check": "-"}[t["verdict"]]
+    latency = "-" if t["latency_ms"] is None else f"{t['latency_ms']:.0f}ms"
+    name = t["nodeid"] if len(t["nodeid"]) <= width else "..." + t["nodeid"][-(width - 3) :]
+    return (
+        f"{name:<{width}} {confidence:>6} {t['threshold']:>6.3f} {verdict:>5} {t['calls']:>5} "
+        f"{t['input_tokens'] + t['output_tokens']:>8,} {_usd(t['cost_usd']):>11} {latency:>8}"
+    )
+
+
+def write_summary(cs: CertSession, tr: pytest.TerminalReporter) -> None:
+    """Per-test rows (not under ``-q``), totals, violations, evidence location. Never raises into
+    pytest: a rendering problem is reported as one line."""
+    try:
+        _write(cs, tr)
+    except Exception as exc:  # the summary must never turn a run into an internal error
+        tr.write_line(f"cert: could not print the summary: {type(exc).__name__}: {exc}", red=True)
+
+
+def _write(cs: CertSession, tr: pytest.TerminalReporter) -> None:
+    results = cs.results_doc
+    if results is None:
+        if cs.evidence_error:
+            tr.write_line(f"cert: {cs.evidence_error}", red=True)
+        return
+    quiet = cs.config.get_verbosity() < 0
+    tests, totals = results["tests"], results["totals"]
+    tr.write_sep("-", "cert")
+    if tests and not quiet:
+        width = min(max(len(t["nodeid"]) for t in tests), max(20, shutil.get_terminal_size().columns - 60))
+        tr.write_line(
+            f"{'test':<{width}} {'conf':>6} {'thresh':>6} {'gate':>5} {'calls':>5} {'tokens':>8} "
+            f"{'cost':>11} {'slowest':>8}"
+        )
+        for t in tests:
+            tr.write_line(_row(t, width), red=t["verdict"] == "failed")
+    line = (
+        f"{totals['tests']} test(s), {totals['calls']} call(s), "
+        f"{totals['input_tokens'] + totals['output_tokens']:,} tokens, cost {_usd(totals['cost_usd'])}"
+    )
+    if cs.settings.budget is not None:
+        line += f" of {_usd(cs.settings.budget)} budget"
+    if totals["replayed_calls"]:
+        line += f"; {totals['replayed_calls']} replayed call(s) ({_usd(totals['replayed_cost_usd'])}, not spent)"
+    if totals["unknown_price_calls"]:
+        line += f"; {totals['unknown_price_calls']} call(s) with unknown price (not counted)"
+    if totals["measurements"]:
+        line += (
+            f"; measurements: {totals['measurements_passed']} passed, {totals['measurements_failed']} failed, "
+            f"{totals['measurements_not_measured']} not measured"
+        )
+    tr.write_line(line)
+    if results["config"]["instrumentation_errors"]:
+        tr.write_line(
+            f"cert: {results['config']['instrumentation_errors']} problem(s) inside the instrumentation were "
+            "contained (the calls themselves were not affected); see the log",
+            yellow=True,
+        )
+    for v in results["violations"]:
+        tr.write_line(f"{v['where']} - {v['message'].splitlines()[0]}", red=True)
+    if not quiet:
+        for title, body in cs.summary_sections:
+            tr.write_line(f"{title}:")
+            for text in body.splitlines():
+                tr.write_line(f"  {text}")
+    if cs.evidence_error:
+        tr.write_line(f"cert: {cs.evidence_error}", red=True)
+    elif cs.evidence_dir is not None and not quiet:
+        tr.write_line(f"evidence: {cs.evidence_dir}")
