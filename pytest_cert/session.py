@@ -372,6 +372,7 @@ class CertSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
+        __tracebackhide__ = True
         state = pyfuncitem.stash.get(STATE_KEY, None)
         if state is None or state.options.repeat <= 1:
             return None
@@ -440,7 +441,10 @@ class CertSession:
     def _warn(self, state: TestState, key: str, message: str) -> None:
         if key not in state.warned:
             state.warned.add(key)
-            warnings.warn(CertWarning(f"{state.nodeid}: {message}"), stacklevel=3)
+            # Attributed to the test function, wherever in the plugin the check ran.
+            warnings.warn_explicit(
+                CertWarning(f"{state.nodeid}: {message}"), CertWarning, state.location[0], state.location[1]
+            )
 
     def _limits(self, state: TestState) -> dict[str, tuple[Any, str | None]]:
         s, o = self.settings, state.options
@@ -637,7 +641,10 @@ class CertSession:
         state.statistical = result
         if result.verdict == "failed":
             state.violations.append(Violation("statistical", result.describe()))
-            raise CertStatisticalError(result.describe(), result)
+            failed = [o for o in outcomes if o.outcome == "failed"]
+            details = "".join(f"\n  run {o.run}: {o.message}" for o in failed[:5])
+            more = f"\n  and {len(failed) - 5} more failed run(s)" if len(failed) > 5 else ""
+            raise CertStatisticalError(result.describe() + details + more, result)
         if result.verdict == "not measured":
             if self.settings.strict:
                 state.violations.append(Violation("not_measured", result.describe() + " (--cert-strict)"))
@@ -652,8 +659,13 @@ class CertSession:
         real = [r for r in llm if not r.replayed]
         replayed = [r for r in llm if r.replayed]
         name, limit, source = self._preset_and_threshold(state)
+        if state.measurements:  # the threshold the test was last judged by
+            last, meta = state.measurements[-1]
+            name, limit, source = last.preset, last.threshold, meta["threshold_source"]
         limits = self._limits(state)
-        measurements = [{**m.to_dict(), **meta} for m, meta in state.measurements]
+        measurements = [
+            {"metric": m.metric, "preset": m.preset, **m.to_dict(), **meta} for m, meta in state.measurements
+        ]
         uses = [f for f, on in (("fixture", state.uses_fixture), ("marker", state.uses_marker)) if on]
         if state.violations:
             verdict = "failed"
