@@ -25,6 +25,8 @@ def _row(t: dict[str, Any], width: int) -> str:
     else:
         confidence = f"{min(measured):.3f}" if measured else "-"
     verdict = {"passed": "pass", "failed": "FAIL", "not measured": "n/m", "no check": "-"}[t["verdict"]]
+    if t["outcome"] == "xfailed":
+        verdict = "xfail"  # a failure the test expected
     latency = "-" if t["latency_ms"] is None else f"{t['latency_ms']:.0f}ms"
     name = t["nodeid"] if len(t["nodeid"]) <= width else "..." + t["nodeid"][-(width - 3) :]
     return (
@@ -58,7 +60,7 @@ def _write(cs: CertSession, tr: pytest.TerminalReporter) -> None:
             f"{'cost':>11} {'slowest':>8}"
         )
         for t in tests:
-            tr.write_line(_row(t, width), red=t["verdict"] == "failed")
+            tr.write_line(_row(t, width), red=t["verdict"] == "failed" and t["outcome"] != "xfailed")
     line = (
         f"{totals['tests']} test(s), {totals['calls']} call(s), "
         f"{totals['input_tokens'] + totals['output_tokens']:,} tokens, cost {_usd(totals['cost_usd'])}"
