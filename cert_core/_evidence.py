@@ -92,7 +92,8 @@ def metric_definitions() -> dict[str, Any]:
             "minimum over answer passages",
             "grounding": "share of the answer's content terms (numbers with units, dates, names, words) "
             "that the reference supports; negation flips count against the answer",
-            "entailment": "probability that a reference passage entails the answer (NLI model, when configured)",
+            "entailment": "probability that a reference passage entails the answer "
+            "(NLI model, when configured)",
         },
         "combination": "weighted mean of the components that ran; a component that did not run is "
         "'not measured' and left out, never given a neutral score",
@@ -133,7 +134,11 @@ def summary_markdown(results: Mapping[str, Any], sections: Iterable[tuple[str, s
             if totals["replayed_calls"]
             else ""
         )
-        + (f"; {totals['unknown_price_calls']} call(s) with unknown price" if totals["unknown_price_calls"] else "")
+        + (
+            f"; {totals['unknown_price_calls']} call(s) with unknown price"
+            if totals["unknown_price_calls"]
+            else ""
+        )
         + ".",
         "",
     ]
@@ -151,7 +156,8 @@ def summary_markdown(results: Mapping[str, Any], sections: Iterable[tuple[str, s
             latency = "-" if t["latency_ms"] is None else f"{t['latency_ms']:.0f} ms"
             lines.append(
                 f"| `{_cell(t['nodeid'])}` | {confidence} | {t['threshold']:.3f} | {t['verdict']} | "
-                f"{t['calls']} | {t['input_tokens'] + t['output_tokens']:,} | {_fmt_usd(t['cost_usd'])} | {latency} |"
+                f"{t['calls']} | {t['input_tokens'] + t['output_tokens']:,} | {_fmt_usd(t['cost_usd'])} | "
+                f"{latency} |"
             )
         lines.append("")
     if results["violations"]:
@@ -166,7 +172,7 @@ def summary_markdown(results: Mapping[str, Any], sections: Iterable[tuple[str, s
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def write_evidence(
@@ -227,11 +233,17 @@ def write_evidence(
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "tool": {"name": "pytest-cert", "version": __version__, **(tool or {})},
         "python": {"version": platform.python_version(), "implementation": platform.python_implementation()},
-        "platform": {"system": platform.system(), "release": platform.release(), "machine": platform.machine()},
+        "platform": {
+            "system": platform.system(),
+            "release": platform.release(),
+            "machine": platform.machine(),
+        },
         "git": git_state(root_path),
         "thresholds": located,
         "metrics": metric_definitions(),
-        "chains": [{"file": "traces.jsonl", "chain": chain, "records": seq + 1, "last_seq": seq, "hash": head}]
+        "chains": [
+            {"file": "traces.jsonl", "chain": chain, "records": seq + 1, "last_seq": seq, "hash": head}
+        ]
         if seq >= 0
         else [],
         "files": files,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -155,11 +155,11 @@ class CertTrace:
 
 
 @pytest.fixture
-def cert_trace(request: pytest.FixtureRequest) -> Iterator[CertTrace]:
+def cert_trace(request: pytest.FixtureRequest) -> CertTrace:
     """The LLM calls of this test (cost, tokens, latency) and ``expect()`` for accuracy."""
     from .session import CertSession
 
     session = request.config.stash[CertSession.KEY]
     state = session.activate_for(request.node)
     state.uses_fixture = True
-    yield CertTrace(session, state)
+    return CertTrace(session, state)

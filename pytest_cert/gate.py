@@ -133,7 +133,9 @@ def marker_options(
     for key, value in merged.items():
         if key == "preset":
             if value not in presets:
-                raise CertMarkerError(f"preset={value!r}: unknown preset; known: {', '.join(sorted(presets))}")
+                raise CertMarkerError(
+                    f"preset={value!r}: unknown preset; known: {', '.join(sorted(presets))}"
+                )
             out[key] = value
         elif key == "repeat":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -240,7 +242,9 @@ class StatisticalResult:
         }
 
 
-def evaluate_runs(outcomes: Sequence[RunOutcome], min_pass_rate: float, confidence: float) -> StatisticalResult:
+def evaluate_runs(
+    outcomes: Sequence[RunOutcome], min_pass_rate: float, confidence: float
+) -> StatisticalResult:
     """The verdict over repeated runs: the Wilson lower bound of the pass rate against
     ``min_pass_rate``; runs that could not be measured count neither way."""
     passed = sum(o.outcome == "passed" for o in outcomes)

@@ -97,7 +97,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("budget", "USD", usd, "Session cost budget in USD: real spend above it fails the run"),
     Option("test_budget", "USD", usd, "Default cost budget of each test in USD"),
     Option("max_latency_ms", "MS", milliseconds, "Default bound on the slowest LLM call of a test, in ms"),
-    Option("report", "DIR", path_text, f"Evidence folder written at session end (default: {DEFAULT_REPORT_DIR})"),
+    Option(
+        "report", "DIR", path_text, f"Evidence folder written at session end (default: {DEFAULT_REPORT_DIR})"
+    ),
     Option("traces", "PATH", path_text, "Also append every trace record of the session to this JSONL file"),
     Option("strict", None, None, "Fail instead of warn on unknown prices and unmeasured components"),
     Option("no_instrument", None, None, "Do not patch the OpenAI and Anthropic SDKs"),
@@ -108,7 +110,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup(GROUP, GROUP_DESCRIPTION)
     for option in OPTIONS:
         if option.metavar is None:
-            group.addoption(option.flag, action="store_true", dest=option.dest, default=None, help=option.help)
+            group.addoption(
+                option.flag, action="store_true", dest=option.dest, default=None, help=option.help
+            )
             parser.addini(option.ini, f"Default for {option.flag} (true/false)", type="bool", default=None)
         else:
             group.addoption(

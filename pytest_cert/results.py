@@ -37,7 +37,9 @@ def session_violations(cs: CertSession) -> list[Violation]:
             )
         )
     if cs.settings.strict:
-        unknown = [r for r in cs.session_records if r.kind == "llm" and r.cost_usd is None and r.error is None]
+        unknown = [
+            r for r in cs.session_records if r.kind == "llm" and r.cost_usd is None and r.error is None
+        ]
         if unknown:
             found.append(
                 Violation(
@@ -52,7 +54,7 @@ def session_violations(cs: CertSession) -> list[Violation]:
 def totals(tests: list[dict[str, Any]], session_records: list[Any]) -> dict[str, Any]:
     """Sums over the tests and the calls made outside any test (equal with and without xdist)."""
     outside = [r for r in session_records if r.kind == "llm"]
-    real_outside = [r for r in outside if not r.replayed]
+    [r for r in outside if not r.replayed]
     measurements = [m for t in tests for m in t["measurements"]]
     verdicts = [t["verdict"] for t in tests]
     return {
@@ -69,7 +71,8 @@ def totals(tests: list[dict[str, Any]], session_records: list[Any]) -> dict[str,
         + sum(1 for r in outside if r.cost_usd is None and r.error is None),
         "replayed_calls": sum(t["replayed_calls"] for t in tests) + sum(1 for r in outside if r.replayed),
         "replayed_cost_usd": round(
-            sum(t["replayed_cost_usd"] for t in tests) + sum(r.cost_usd or 0.0 for r in outside if r.replayed),
+            sum(t["replayed_cost_usd"] for t in tests)
+            + sum(r.cost_usd or 0.0 for r in outside if r.replayed),
             10,
         ),
         "measurements": len(measurements),
@@ -91,7 +94,9 @@ def build_results(cs: CertSession, exitstatus: int) -> dict[str, Any]:
 
     tests = sorted(cs.results, key=lambda t: (t["file"], t["line"], t["nodeid"]))
     # An xfailed test's violation was expected (a known-bad answer the gate must catch).
-    violations = [{"where": t["nodeid"], **v} for t in tests if t["outcome"] != "xfailed" for v in t["violations"]]
+    violations = [
+        {"where": t["nodeid"], **v} for t in tests if t["outcome"] != "xfailed" for v in t["violations"]
+    ]
     violations += [{"where": "session", **v.to_dict()} for v in cs.session_violations]
     finished = datetime.now(timezone.utc).timestamp()
     return {
@@ -142,7 +147,14 @@ def threshold_sources(cs: CertSession, tests: list[dict[str, Any]]) -> list[dict
         key = (t["threshold_source"], t["threshold"], t["file"])
         if t["threshold_source"] == "the cert marker" and key not in seen:
             seen.add(key)
-            out.append({"scope": "marker", "threshold": t["threshold"], "source": "the cert marker", "file": t["file"]})
+            out.append(
+                {
+                    "scope": "marker",
+                    "threshold": t["threshold"],
+                    "source": "the cert marker",
+                    "file": t["file"],
+                }
+            )
     presets = sorted({t["preset"] for t in tests if t["threshold_source"].startswith("preset")})
     for name in presets:
         out.append(
@@ -195,7 +207,9 @@ def write_session_evidence(cs: CertSession, session: pytest.Session, exitstatus:
         finally:
             writer.close()
         if writer.stats.dropped or writer.stats.errors:
-            cs.evidence_error = f"could not append all records to {cs.settings.traces}: {writer.stats.last_error}"
+            cs.evidence_error = (
+                f"could not append all records to {cs.settings.traces}: {writer.stats.last_error}"
+            )
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         try:

@@ -379,7 +379,13 @@ class CertSession:
         options = state.options
         assert options.min_pass_rate is not None  # marker validation requires it with repeat
         call = self.config.pluginmanager.subset_hook_caller("pytest_pyfunc_call", remove_plugins=[self])
-        self._repeat(state, lambda: call(pyfuncitem=pyfuncitem), options.repeat, options.min_pass_rate, options.confidence)
+        self._repeat(
+            state,
+            lambda: call(pyfuncitem=pyfuncitem),
+            options.repeat,
+            options.min_pass_rate,
+            options.confidence,
+        )
         return True
 
     @pytest.hookimpl(wrapper=True)
@@ -397,7 +403,9 @@ class CertSession:
         return result
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         state = item.stash.get(STATE_KEY, None)
         if state is None:
@@ -489,7 +497,8 @@ class CertSession:
             found.append(
                 Violation(
                     "budget",
-                    f"cost {cost:.6f} USD > budget {budget:.6f} USD ({budget_source}) over {len(llm)} call(s)",
+                    f"cost {cost:.6f} USD > budget {budget:.6f} USD ({budget_source}) "
+                    f"over {len(llm)} call(s)",
                 )
             )
         unknown = [r for r in llm if r.cost_usd is None and r.error is None]
@@ -551,9 +560,7 @@ class CertSession:
         )
         self._attach(state, answer_text, reference_text, m)
         weighted = resolve_preset(name).weights
-        unmeasured = {
-            k: v for k, v in m.not_measured.items() if weighted.get(k, 0) > 0 or k in m.extra
-        }
+        unmeasured = {k: v for k, v in m.not_measured.items() if weighted.get(k, 0) > 0 or k in m.extra}
         if m.confidence is None or unmeasured:
             what = "; ".join(f"{k}: {v}" for k, v in unmeasured.items()) or m.explanation
             text = f"not measured ({what})"
@@ -575,7 +582,9 @@ class CertSession:
         llm = [i for i, r in enumerate(state.records) if r.kind == "llm"]
         if not llm:
             return
-        match = next((i for i in reversed(llm) if _mentions(state.records[i].output, answer.strip())), llm[-1])
+        match = next(
+            (i for i in reversed(llm) if _mentions(state.records[i].output, answer.strip())), llm[-1]
+        )
         state.records[match] = state.records[match].replace(reference=reference, evaluation=m.to_dict())
 
     def record_manual(self, state: TestState, record: TraceRecord | None, **facts: Any) -> TraceRecord:
@@ -625,7 +634,11 @@ class CertSession:
             try:
                 fn()
             except (AssertionError, pytest.fail.Exception) as exc:
-                outcomes.append(RunOutcome(run, "failed", _short(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)))
+                outcomes.append(
+                    RunOutcome(
+                        run, "failed", _short(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                    )
+                )
                 continue
             except Exception as exc:  # the app failed to answer: a failed run, with its error
                 outcomes.append(RunOutcome(run, "failed", _short(f"{type(exc).__name__}: {exc}")))
@@ -811,12 +824,16 @@ def _build_record(
     import cert_core
 
     if operation not in _OPERATIONS:
-        raise ValueError(f"cert_trace.record(): operation={operation!r}; expected one of {', '.join(_OPERATIONS)}")
+        raise ValueError(
+            f"cert_trace.record(): operation={operation!r}; expected one of {', '.join(_OPERATIONS)}"
+        )
     for key, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise ValueError(f"cert_trace.record(): {key}={value!r}; expected an integer >= 0")
     for key, number in (("cost_usd", cost_usd), ("latency_ms", latency_ms)):
-        if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0):
+        if number is not None and (
+            isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0
+        ):
             raise ValueError(f"cert_trace.record(): {key}={number!r}; expected a number >= 0")
     usage = None
     if input_tokens is not None or output_tokens is not None:
@@ -857,4 +874,3 @@ def _build_record(
         metadata=metadata,
         request={"source": "cert_trace.record"},
     )
-

@@ -68,12 +68,15 @@ def _write(cs: CertSession, tr: pytest.TerminalReporter) -> None:
     if cs.settings.budget is not None:
         line += f" of {_usd(cs.settings.budget)} budget"
     if totals["replayed_calls"]:
-        line += f"; {totals['replayed_calls']} replayed call(s) ({_usd(totals['replayed_cost_usd'])}, not spent)"
+        line += (
+            f"; {totals['replayed_calls']} replayed call(s) ({_usd(totals['replayed_cost_usd'])}, not spent)"
+        )
     if totals["unknown_price_calls"]:
         line += f"; {totals['unknown_price_calls']} call(s) with unknown price (not counted)"
     if totals["measurements"]:
         line += (
-            f"; measurements: {totals['measurements_passed']} passed, {totals['measurements_failed']} failed, "
+            f"; measurements: {totals['measurements_passed']} passed, "
+            f"{totals['measurements_failed']} failed, "
             f"{totals['measurements_not_measured']} not measured"
         )
     tr.write_line(line)

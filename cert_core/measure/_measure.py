@@ -117,7 +117,9 @@ def _explain(
     parts = [f"{name} {m[name]:.2f} (weight {weights[name]:.2g})" for name in names if name in weights]
     # Computed but given no weight by the preset: shown, not counted.
     parts += [
-        f"{name} {m[name]:.2f} (not weighted)" for name in names if name not in weights and m.get(name) is not None
+        f"{name} {m[name]:.2f} (not weighted)"
+        for name in names
+        if name not in weights and m.get(name) is not None
     ]
     verdict = ">=" if confidence >= threshold else "<"
     line = f"confidence {confidence:.2f} {verdict} threshold {threshold:.2f}: " + ", ".join(parts)
@@ -200,7 +202,9 @@ class Measurer:
     ) -> Measurement:
         _check_text(answer, "answer")
         _check_text(reference, "reference")
-        return self._measure([(answer, reference)], threshold=threshold, preset=preset, components=components)[0]
+        return self._measure(
+            [(answer, reference)], threshold=threshold, preset=preset, components=components
+        )[0]
 
     def _measure(
         self,
@@ -307,7 +311,9 @@ class Measurer:
             row["entailment"] = round(min(max(best[i], 0.0), 1.0), 6)
 
 
-def _run_component(component: Component, pairs: Sequence[tuple[str, str]], rows: list[dict[str, Any]]) -> None:
+def _run_component(
+    component: Component, pairs: Sequence[tuple[str, str]], rows: list[dict[str, Any]]
+) -> None:
     for (answer, reference), row in zip(pairs, rows, strict=True):
         try:
             value = component.score(answer, reference)

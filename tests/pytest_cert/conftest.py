@@ -15,11 +15,9 @@ pytest.importorskip("tokenizers")
 # Kept loaded for speed: each inner run would import the SDKs again otherwise.
 pytest.importorskip("openai")
 pytest.importorskip("anthropic")
-import cert_core.connectors  # noqa: E402
-import cert_core.measure  # noqa: E402
 
 # The inner projects' conftest: real SDK clients whose network is a FakeLLM transport.
-INNER_CONFTEST = '''
+INNER_CONFTEST = """
 import httpx2, openai, anthropic, pytest
 from cert_core.testing import FakeLLM
 
@@ -40,7 +38,8 @@ def client(fake):
 
 @pytest.fixture
 def aclient(fake):
-    return openai.AsyncOpenAI(api_key="sk-test-secret", http_client=httpx2.AsyncClient(transport=fake.transport()))
+    http = httpx2.AsyncClient(transport=fake.transport())
+    return openai.AsyncOpenAI(api_key="sk-test-secret", http_client=http)
 
 @pytest.fixture
 def claude(fake):
@@ -49,7 +48,7 @@ def claude(fake):
 def ask(client, model="gpt-4o-mini"):
     r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "When?"}])
     return r.choices[0].message.content
-'''
+"""
 
 
 @pytest.fixture

@@ -54,7 +54,12 @@ def test_evidence_folder_files_validate_and_hash(project: pytest.Pytester, evide
     project.makepyfile(SUITE)
     project.runpytest().assert_outcomes(passed=3, failed=1, xfailed=1)
     folder = evidence.path("")
-    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "results.json", "summary.md", "traces.jsonl"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "manifest.json",
+        "results.json",
+        "summary.md",
+        "traces.jsonl",
+    ]
     results = evidence.results()
     jsonschema.validate(results, results_schema, cls=jsonschema.Draft202012Validator)
     outcomes = {t["nodeid"].split("::")[1]: (t["outcome"], t["verdict"]) for t in results["tests"]}
@@ -64,7 +69,8 @@ def test_evidence_folder_files_validate_and_hash(project: pytest.Pytester, evide
         "test_calls_only": ("passed", "passed"),
         "test_xfail": ("xfailed", "failed"),
     }
-    assert results["totals"]["calls"] == 3 and results["totals"]["tests"] == 4
+    assert results["totals"]["calls"] == 3
+    assert results["totals"]["tests"] == 4
     assert results["session"]["exitstatus"] == 1
     manifest = json.loads(evidence.path("manifest.json").read_text())
     assert set(manifest["files"]) == {"results.json", "summary.md", "traces.jsonl"}
@@ -73,14 +79,21 @@ def test_evidence_folder_files_validate_and_hash(project: pytest.Pytester, evide
         assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     assert manifest["metrics"]["metric"] == "cert.measure/1"
     assert manifest["metrics"]["presets"]["general"]["threshold"] == results["tests"][0]["threshold"]
-    assert manifest["python"]["version"] and manifest["tool"]["name"] == "pytest-cert"
+    assert manifest["python"]["version"]
+    assert manifest["tool"]["name"] == "pytest-cert"
     assert {t["scope"] for t in manifest["thresholds"]} == {"marker", "preset"}
     # The chain head in the manifest pins the trace file: verify it, then catch an edit.
     heads = {c["chain"]: c["hash"] for c in manifest["chains"]}
     assert verify_traces(evidence.path("traces.jsonl"), heads=heads).exit_code == 0
     records = list(read_traces(evidence.path("traces.jsonl")))
-    assert len(records) == 3 and {r.test_id.split("::")[1] for r in records} == {"test_good", "test_calls_only"}
-    assert sorted(results["tests"][0]["spans"]) == sorted(r.span_id for r in records if r.test_id.endswith("test_good"))
+    assert len(records) == 3
+    assert {r.test_id.split("::")[1] for r in records} == {
+        "test_good",
+        "test_calls_only",
+    }
+    assert sorted(results["tests"][0]["spans"]) == sorted(
+        r.span_id for r in records if r.test_id.endswith("test_good")
+    )
     for path in folder.iterdir():  # the API keys of the inner conftest never reach the evidence
         assert "secret" not in path.read_text()
     lines = evidence.path("traces.jsonl").read_text().splitlines()
@@ -127,7 +140,8 @@ def test_junit_xml_carries_cert_properties(project: pytest.Pytester) -> None:
     }
     assert (good["cert.passed"], good["cert.calls"], good["cert.input_tokens"]) == ("true", "1", "100")
     assert float(good["cert.confidence"]) >= float(good["cert.threshold"])
-    assert props["test_bad"]["cert.passed"] == "false" and props["test_bad"]["cert.threshold"] == "0.900000"
+    assert props["test_bad"]["cert.passed"] == "false"
+    assert props["test_bad"]["cert.threshold"] == "0.900000"
     assert "cert.result" not in (project.path / "junit.xml").read_text()
 
 
@@ -146,7 +160,9 @@ def test_terminal_summary_rows_and_quiet_mode(project: pytest.Pytester) -> None:
     )
     quiet = project.runpytest("-q")
     assert "conf thresh" not in quiet.stdout.str()
-    quiet.stdout.fnmatch_lines(["4 test(s), 3 call(s), *", "*::test_bad - answer below the accuracy threshold*"])
+    quiet.stdout.fnmatch_lines(
+        ["4 test(s), 3 call(s), *", "*::test_bad - answer below the accuracy threshold*"]
+    )
 
 
 def test_cert_traces_appends_a_chained_copy(project: pytest.Pytester) -> None:
@@ -154,7 +170,9 @@ def test_cert_traces_appends_a_chained_copy(project: pytest.Pytester) -> None:
     project.runpytest("--cert-traces=all/traces.jsonl")
     project.runpytest("--cert-traces=all/traces.jsonl")
     report = verify_traces(project.path / "all" / "traces.jsonl")
-    assert report.exit_code == 0 and report.lines == 6 and len(report.heads) == 2
+    assert report.exit_code == 0
+    assert report.lines == 6
+    assert len(report.heads) == 2
 
 
 def test_manifest_records_git_commits_of_the_threshold_files(project: pytest.Pytester, evidence) -> None:
@@ -175,7 +193,11 @@ def test_manifest_records_git_commits_of_the_threshold_files(project: pytest.Pyt
     ini_commit = git("rev-parse", "HEAD")
     project.runpytest()
     manifest = json.loads(evidence.path("manifest.json").read_text())
-    assert manifest["git"] == {"commit": ini_commit, "dirty": False, "branch": git("rev-parse", "--abbrev-ref", "HEAD")}
+    assert manifest["git"] == {
+        "commit": ini_commit,
+        "dirty": False,
+        "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+    }
     by_scope = {t["scope"]: t for t in manifest["thresholds"]}
     assert by_scope["session"] == {
         "scope": "session",
@@ -186,13 +208,16 @@ def test_manifest_records_git_commits_of_the_threshold_files(project: pytest.Pyt
         "modified": False,
     }
     # The test file holding the marker threshold is not committed yet: no commit to name.
-    assert by_scope["marker"]["commit"] is None and by_scope["marker"]["file"].endswith(".py")
+    assert by_scope["marker"]["commit"] is None
+    assert by_scope["marker"]["file"].endswith(".py")
 
 
-def test_our_hooks_add_a_component_result_fields_and_summary_sections(project: pytest.Pytester, evidence) -> None:
+def test_our_hooks_add_a_component_result_fields_and_summary_sections(
+    project: pytest.Pytester, evidence
+) -> None:
     project.makeconftest(
         (project.path / "conftest.py").read_text()
-        + '''
+        + """
 class CitesYear:
     name, weight = "cites_year", 1.0
     def score(self, answer, reference):
@@ -209,7 +234,7 @@ def pytest_cert_results(config, results):
 
 def pytest_cert_summary(config, results):
     return "Owners", "- search-team: %d test(s)" % len(results["tests"])
-'''
+"""
     )
     project.makepyfile(SUITE)
     result = project.runpytest()
@@ -219,17 +244,23 @@ def pytest_cert_summary(config, results):
     good = evidence.test("test_good")
     assert good["extra"] == {"owner": "search-team"}
     m = good["measurements"][0]
-    assert m["extra"] == {"cites_year": 1.0} and m["weights"] == {"grounding": 0.5, "cites_year": 0.5}
+    assert m["extra"] == {"cites_year": 1.0}
+    assert m["weights"] == {"grounding": 0.5, "cites_year": 0.5}
     bad = evidence.test("test_bad")["measurements"][0]
-    assert bad["extra"] == {"cites_year": 0.0} and bad["confidence"] == pytest.approx(0.25)
+    assert bad["extra"] == {"cites_year": 0.0}
+    assert bad["confidence"] == pytest.approx(0.25)
     assert "### Owners\n\n- search-team: 4 test(s)" in evidence.path("summary.md").read_text()
 
 
 def _summary_without_timing(results: dict[str, Any]) -> dict[str, Any]:
     tests = sorted(
         (
-            {k: v for k, v in t.items() if k not in ("worker", "duration_s", "latency_ms", "total_latency_ms", "spans")}
-            | {"measurements": [{k: v for k, v in m.items()} for m in t["measurements"]]}
+            {
+                k: v
+                for k, v in t.items()
+                if k not in ("worker", "duration_s", "latency_ms", "total_latency_ms", "spans")
+            }
+            | {"measurements": [dict(m.items()) for m in t["measurements"]]}
             for t in results["tests"]
         ),
         key=lambda t: t["nodeid"],
@@ -251,13 +282,16 @@ def test_many(cert_trace, client, i):
     cert_trace.expect(ask(client), CONTEXT)
 """
     )
-    single = project.runpytest_subprocess("-p", "no:randomly", "--cert-budget=0.00001", "--cert-report=single")
+    single = project.runpytest_subprocess(
+        "-p", "no:randomly", "--cert-budget=0.00001", "--cert-report=single"
+    )
     distributed = project.runpytest_subprocess("-n", "2", "--cert-budget=0.00001", "--cert-report=multi")
     assert single.ret == distributed.ret == pytest.ExitCode.TESTS_FAILED
     one, two = evidence.results("single"), evidence.results("multi")
     assert one["totals"]["calls"] == 3 + 12
     assert _summary_without_timing(one) == _summary_without_timing(two)
-    assert two["session"]["workers"] == 2 and {t["worker"] for t in two["tests"]} == {"gw0", "gw1"}
+    assert two["session"]["workers"] == 2
+    assert {t["worker"] for t in two["tests"]} == {"gw0", "gw1"}
     assert len(list(read_traces(evidence.path("traces.jsonl", "multi")))) == 15
     distributed.stdout.fnmatch_lines(["session - cost * USD > session budget 0.000010 USD (--cert-budget)"])
 
@@ -291,4 +325,6 @@ def test_inert_run_imports_no_sdk_no_model_and_no_core(pytester: pytest.Pytester
             assert loaded == []
         """
     )
-    pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:anyio", "-p", "no:hypothesispytest").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:anyio", "-p", "no:hypothesispytest"
+    ).assert_outcomes(passed=1)

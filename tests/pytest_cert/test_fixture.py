@@ -27,7 +27,9 @@ def test_fixture_collects_sync_calls_with_cost_tokens_and_latency(project: pytes
     )
     project.runpytest().assert_outcomes(passed=1)
     test = evidence.test("test_sync")
-    assert test["calls"] == 2 and test["uses"] == ["fixture"] and test["verdict"] == "passed"
+    assert test["calls"] == 2
+    assert test["uses"] == ["fixture"]
+    assert test["verdict"] == "passed"
     assert test["measurements"][0]["answer"] == "The Eiffel Tower was completed in 1889."
 
 
@@ -117,9 +119,12 @@ def test_accuracy_failure_message_shows_components_terms_and_threshold_source(
         ]
     )
     result.stdout.fnmatch_lines(["*confidence 0.500 < threshold 0.700 (threshold from --cert-threshold)"])
-    result.stdout.fnmatch_lines(["*confidence 0.500 < threshold 0.750 (threshold from the expect() argument)"])
+    result.stdout.fnmatch_lines(
+        ["*confidence 0.500 < threshold 0.750 (threshold from the expect() argument)"]
+    )
     marker = evidence.test("test_marker")
-    assert marker["verdict"] == "failed" and marker["outcome"] == "failed"
+    assert marker["verdict"] == "failed"
+    assert marker["outcome"] == "failed"
     assert marker["violations"][0]["kind"] == "accuracy"
     assert marker["measurements"][0]["unsupported_terms"] == ["1925", "Gustave Flaubert"]
 
@@ -198,7 +203,9 @@ def test_record_adds_calls_made_by_other_means(project: pytest.Pytester, evidenc
     )
     project.runpytest().assert_outcomes(passed=2)
     test = evidence.test("test_manual")
-    assert test["calls"] == 2 and test["input_tokens"] == 1005 and test["latency_ms"] == 250
+    assert test["calls"] == 2
+    assert test["input_tokens"] == 1005
+    assert test["latency_ms"] == 250
 
 
 def test_expect_rejects_non_text_with_a_hint(project: pytest.Pytester) -> None:
@@ -207,7 +214,8 @@ def test_expect_rejects_non_text_with_a_hint(project: pytest.Pytester) -> None:
         import pytest
 
         def test_types(cert_trace, client):
-            r = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+            r = client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
             with pytest.raises(TypeError, match=r"response.choices\\[0\\].message.content"):
                 cert_trace.expect(r, "context")
             with pytest.raises(TypeError, match="a non-empty list of strings"):
@@ -244,7 +252,9 @@ def pytest_cert_components(config):
     )
     result = project.runpytest()
     result.assert_outcomes(passed=1, warnings=1)
-    result.stdout.fnmatch_lines(["*CertWarning: test_*.py::test_one: not measured (judge: the scorer returned no score)*"])
+    result.stdout.fnmatch_lines(
+        ["*CertWarning: test_*.py::test_one: not measured (judge: the scorer returned no score)*"]
+    )
     result = project.runpytest("--cert-strict")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["E         judge        not measured: the scorer returned no score"])

@@ -50,13 +50,18 @@ def test_wilson_interval_rejects_impossible_counts() -> None:
 
 
 def test_evaluate_runs_leaves_not_measured_runs_out() -> None:
-    runs = [RunOutcome(i, "passed") for i in range(9)] + [RunOutcome(9, "failed"), RunOutcome(10, "not_measured")]
+    runs = [RunOutcome(i, "passed") for i in range(9)] + [
+        RunOutcome(9, "failed"),
+        RunOutcome(10, "not_measured"),
+    ]
     result = evaluate_runs(runs, min_pass_rate=0.5, confidence=0.95)
     assert (result.runs, result.n, result.passed, result.failed, result.not_measured) == (11, 10, 9, 1, 1)
-    assert result.lower == pytest.approx(0.59585, abs=1e-5) and result.verdict == "passed"
+    assert result.lower == pytest.approx(0.59585, abs=1e-5)
+    assert result.verdict == "passed"
     assert evaluate_runs(runs, min_pass_rate=0.6, confidence=0.95).verdict == "failed"
     none = evaluate_runs([RunOutcome(0, "not_measured")], min_pass_rate=0.5, confidence=0.95)
-    assert none.verdict == "not measured" and none.rate is None
+    assert none.verdict == "not measured"
+    assert none.rate is None
 
 
 # -- marker validation (unit) --
@@ -105,10 +110,11 @@ def test_marker_errors_fail_the_test_at_setup(project: pytest.Pytester) -> None:
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(
         [
-            "*CertMarkerError: test_marker_errors_fail_the_test_at_setup.py::test_typo: @pytest.mark.cert got "
-            "unknown keyword(s) treshold; allowed keys: threshold, preset, budget_usd, max_latency_ms, repeat, "
-            "min_pass_rate, confidence",
-            "*CertMarkerError: *::test_positional: @pytest.mark.cert takes keyword arguments only, got positional (0.5,)*",
+            "*CertMarkerError: test_marker_errors_fail_the_test_at_setup.py::test_typo: "
+            "@pytest.mark.cert got unknown keyword(s) treshold; allowed keys: threshold, preset, "
+            "budget_usd, max_latency_ms, repeat, min_pass_rate, confidence",
+            "*CertMarkerError: *::test_positional: @pytest.mark.cert takes keyword arguments only, "
+            "got positional (0.5,)*",
         ]
     )
 
@@ -139,7 +145,11 @@ def test_module_and_class_markers_apply_closest_wins(project: pytest.Pytester, e
         """
     )
     project.runpytest().assert_outcomes(passed=3)
-    assert [evidence.test(n)["threshold"] for n in ("test_module", "test_class", "test_own")] == [0.3, 0.4, 0.5]
+    assert [evidence.test(n)["threshold"] for n in ("test_module", "test_class", "test_own")] == [
+        0.3,
+        0.4,
+        0.5,
+    ]
     assert {evidence.test(n)["budget_usd"] for n in ("test_module", "test_class", "test_own")} == {5.0}
     assert evidence.test("test_module")["uses"] == ["fixture", "marker"]
 
@@ -221,7 +231,9 @@ def test_latency_bound_over_the_slowest_call(project: pytest.Pytester, evidence)
     )
     result = project.runpytest()
     result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines(["*CertGateError: slowest call * ms > max_latency_ms 0.001 ms (cert marker): openai/gpt-4o-mini"])
+    result.stdout.fnmatch_lines(
+        ["*CertGateError: slowest call * ms > max_latency_ms 0.001 ms (cert marker): openai/gpt-4o-mini"]
+    )
     assert evidence.test("test_slow")["violations"][0]["kind"] == "latency"
 
 
@@ -244,7 +256,9 @@ def test_unknown_prices_warn_and_fail_under_strict(project: pytest.Pytester, evi
     assert evidence.test("test_private_model")["unknown_price_calls"] == 1
     result = project.runpytest("--cert-strict")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*CertGateError: 1 call(s) with unknown price, e.g. openai/our-private-finetune*(--cert-strict)"])
+    result.stdout.fnmatch_lines(
+        ["*CertGateError: 1 call(s) with unknown price, e.g. openai/our-private-finetune*(--cert-strict)"]
+    )
 
 
 # -- the statistical gate in pytest --
@@ -290,11 +304,14 @@ def test_statistical_gate_uses_the_wilson_lower_bound(project: pytest.Pytester, 
     )
     nine = evidence.test("test_nine_of_ten_passes")["statistical"]
     assert (nine["n"], nine["passed"], nine["verdict"]) == (10, 9, "passed")
-    assert nine["lower"] == pytest.approx(0.59585, abs=1e-5) and nine["upper"] == pytest.approx(0.982124, abs=1e-5)
+    assert nine["lower"] == pytest.approx(0.59585, abs=1e-5)
+    assert nine["upper"] == pytest.approx(0.982124, abs=1e-5)
     assert [o["outcome"] for o in nine["outcomes"]].count("failed") == 1
     seven = evidence.test("test_seven_of_ten_fails")
-    assert seven["statistical"]["verdict"] == "failed" and seven["violations"][0]["kind"] == "statistical"
-    assert len(seven["measurements"]) == 10 and {m["run"] for m in seven["measurements"]} == set(range(10))
+    assert seven["statistical"]["verdict"] == "failed"
+    assert seven["violations"][0]["kind"] == "statistical"
+    assert len(seven["measurements"]) == 10
+    assert {m["run"] for m in seven["measurements"]} == set(range(10))
     assert evidence.test("test_repeat_method")["statistical"]["passed"] == 9
 
 
@@ -321,9 +338,11 @@ def test_runs_that_cannot_be_measured_count_neither_way(project: pytest.Pytester
     result.assert_outcomes(passed=2, warnings=3)
     half = evidence.test("test_half_measured")["statistical"]
     assert (half["runs"], half["n"], half["passed"], half["not_measured"]) == (4, 2, 2, 2)
-    assert half["lower"] == pytest.approx(wilson_interval(2, 2)[0]) and half["verdict"] == "passed"
+    assert half["lower"] == pytest.approx(wilson_interval(2, 2)[0])
+    assert half["verdict"] == "passed"
     never = evidence.test("test_never_measured")
-    assert never["statistical"]["verdict"] == "not measured" and never["verdict"] == "not measured"
+    assert never["statistical"]["verdict"] == "not measured"
+    assert never["verdict"] == "not measured"
     result.stdout.fnmatch_lines(["*::test_never_measured: no run could be measured (3 of 3 not measured)*"])
     strict = project.runpytest("--cert-strict", "-k", "never")
     strict.assert_outcomes(failed=1)

@@ -25,7 +25,9 @@ def _cert_help_section(text: str) -> str:
     return "\n".join(lines[start:end]) + "\n"
 
 
-def test_help_cert_section_matches_snapshot(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_help_cert_section_matches_snapshot(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("COLUMNS", "100")
     section = _cert_help_section(pytester.runpytest("--help").stdout.str())
     if not SNAPSHOT.exists():  # first run writes it; review and commit the file
@@ -49,10 +51,15 @@ def test_every_option_has_an_ini_key_in_help(pytester: pytest.Pytester) -> None:
         (["--cert-budget=-1"], "argument --cert-budget: '-1' is negative"),
         (["--cert-test-budget=nan"], "argument --cert-test-budget: 'nan' is not a finite number"),
         (["--cert-max-latency-ms=0"], "argument --cert-max-latency-ms: '0' must be more than 0 milliseconds"),
-        (["--cert-preset=medical"], "argument --cert-preset: unknown preset 'medical'; known: financial, general, healthcare, legal"),
+        (
+            ["--cert-preset=medical"],
+            "argument --cert-preset: unknown preset 'medical'; known: financial, general, healthcare, legal",
+        ),
     ],
 )
-def test_bad_option_values_are_usage_errors(pytester: pytest.Pytester, args: list[str], expected: str) -> None:
+def test_bad_option_values_are_usage_errors(
+    pytester: pytest.Pytester, args: list[str], expected: str
+) -> None:
     result = pytester.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert any(expected in line for line in result.stderr.lines), result.stderr.str()
@@ -102,14 +109,19 @@ def test_every_ini_key_is_read(project: pytest.Pytester, evidence) -> None:
     assert config["sources"]["threshold"] == "ini cert_threshold"
     assert (project.path / "all.jsonl").is_file()
     test = evidence.test("test_one", "evidence")
-    assert (test["threshold"], test["threshold_source"], test["preset"]) == (0.5, "ini cert_threshold", "financial")
+    assert (test["threshold"], test["threshold_source"], test["preset"]) == (
+        0.5,
+        "ini cert_threshold",
+        "financial",
+    )
     assert (test["budget_usd"], test["budget_source"]) == (0.25, "ini cert_test_budget")
     assert (test["max_latency_ms"], test["latency_source"]) == (60000, "ini cert_max_latency_ms")
 
 
 def test_every_option_is_read_and_wins_over_ini(project: pytest.Pytester, evidence) -> None:
     project.makeini(
-        "[pytest]\ncert_threshold = 0.9\ncert_test_budget = 0.0\ncert_report = from-ini\ncert_preset = legal\n"
+        "[pytest]\ncert_threshold = 0.9\ncert_test_budget = 0.0\n"
+        "cert_report = from-ini\ncert_preset = legal\n"
     )
     project.makepyfile(PASSING_TEST)
     result = project.runpytest(
@@ -137,9 +149,14 @@ def test_every_option_is_read_and_wins_over_ini(project: pytest.Pytester, eviden
         "strict": "--cert-strict",
         "no_instrument": "--cert-no-instrument",
     }
-    assert config["instrument"] is False and config["instrumented"] == []
+    assert config["instrument"] is False
+    assert config["instrumented"] == []
     test = evidence.test("test_one", "from-cli")
-    assert (test["threshold"], test["threshold_source"], test["preset"]) == (0.4, "--cert-threshold", "general")
+    assert (test["threshold"], test["threshold_source"], test["preset"]) == (
+        0.4,
+        "--cert-threshold",
+        "general",
+    )
     assert (test["budget_usd"], test["budget_source"]) == (1.0, "--cert-test-budget")
     # --cert-no-instrument: the SDK call went unrecorded.
     assert test["calls"] == 0
@@ -149,7 +166,10 @@ def test_report_header_shows_the_configuration(project: pytest.Pytester) -> None
     project.makepyfile("def test_x():\n    pass\n")
     result = project.runpytest("--cert-threshold=0.7", "--cert-budget=1", "--cert-strict")
     result.stdout.fnmatch_lines(
-        ["cert: threshold 0.7 (--cert-threshold), preset general, session budget 1 USD, report cert-report, strict, SDKs instrumented"]
+        [
+            "cert: threshold 0.7 (--cert-threshold), preset general, session budget 1 USD, "
+            "report cert-report, strict, SDKs instrumented"
+        ]
     )
 
 
