@@ -20,7 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._records import TraceRecord
+import msgspec
+
+from ._records import TraceRecord, json_fallback
 from ._store import TraceWriter
 
 __all__ = [
@@ -116,6 +118,10 @@ def _fmt_usd(value: float | None) -> str:
     return "-" if value is None else f"${value:.6f}".rstrip("0").rstrip(".") if value else "$0"
 
 
+def _threshold(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
@@ -155,7 +161,7 @@ def summary_markdown(results: Mapping[str, Any], sections: Iterable[tuple[str, s
                 confidence = f"{s['passed']}/{s['n']} runs" if s["n"] else "not measured"
             latency = "-" if t["latency_ms"] is None else f"{t['latency_ms']:.0f} ms"
             lines.append(
-                f"| `{_cell(t['nodeid'])}` | {confidence} | {t['threshold']:.3f} | {t['verdict']} | "
+                f"| `{_cell(t['nodeid'])}` | {confidence} | {_threshold(t['threshold'])} | {t['verdict']} | "
                 f"{t['calls']} | {t['input_tokens'] + t['output_tokens']:,} | {_fmt_usd(t['cost_usd'])} | "
                 f"{latency} |"
             )
@@ -210,7 +216,8 @@ def write_evidence(
     if stats.dropped or stats.written != seq + 1:
         lost = seq + 1 - stats.written + stats.dropped
         raise OSError(f"{out / 'traces.jsonl'}: {lost} record(s) not written: {stats.last_error}")
-    _atomic_write(out / "results.json", json.dumps(results, indent=2, default=str).encode() + b"\n")
+    encoded = msgspec.json.encode(results, enc_hook=json_fallback)
+    _atomic_write(out / "results.json", msgspec.json.format(encoded, indent=2) + b"\n")
     _atomic_write(out / "summary.md", summary.encode())
     root_path = Path(root)
     commits: dict[str, dict[str, Any]] = {}

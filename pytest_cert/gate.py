@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any
 
 __all__ = [
@@ -169,6 +168,8 @@ def wilson_interval(passed: int, n: int, confidence: float = 0.95) -> tuple[floa
         raise ValueError(f"passed must be between 0 and n={n}, got {passed}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    from statistics import NormalDist  # imported on use: the inert plugin stays light
+
     z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2.0)
     p = passed / n
     denominator = 1.0 + z * z / n

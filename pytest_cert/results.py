@@ -155,7 +155,7 @@ def threshold_sources(cs: CertSession, tests: list[dict[str, Any]]) -> list[dict
                     "file": t["file"],
                 }
             )
-    presets = sorted({t["preset"] for t in tests if t["threshold_source"].startswith("preset")})
+    presets = sorted({t["preset"] for t in tests if (t["threshold_source"] or "").startswith("preset")})
     for name in presets:
         out.append(
             {

@@ -13,6 +13,7 @@ xdist; only the controller writes the evidence folder.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 import warnings
@@ -233,6 +234,7 @@ class CertSession:
         self.settings = settings
         self.active = False
         self.is_worker = hasattr(config, "workerinput")
+        self.worker_id: str | None = getattr(config, "workerinput", {}).get("workerid")
         self.current: TestState | None = None
         self.session_records: list[TraceRecord] = []  # calls made outside any test
         self.results: list[dict[str, Any]] = []  # controller: per-test results, arrival order
@@ -251,6 +253,9 @@ class CertSession:
         self._recorder_added = False
         self._components: list[Component] | None = None
         self._workers: set[str] = set()
+        self._payloads: list[tuple[str, str | None]] = []
+        self._test_hooks = _TestHooks(self)
+        self._receiver = _ReportReceiver(self)
 
     # -- activation ---------------------------------------------------------------------------
 
@@ -263,11 +268,14 @@ class CertSession:
 
         if not self.settings.no_instrument:
             before = set(cert_core.instrumented_providers())
-            self.instrumented = cert_core.instrument()
+            self.instrumented = cert_core.instrument(on_import=True)
             self._we_instrumented = [p for p in self.instrumented if p not in before]
         cert_core.add_recorder(self)
         self._recorder_added = True
         self._errors_baseline = _instrumentation_errors()
+        self.config.pluginmanager.register(self._test_hooks, self.NAME + "-tests")
+        if not self.is_worker:
+            self._listen()
 
     def activate_for(self, item: pytest.Item) -> TestState:
         """Activate (the fixture may be requested dynamically) and return the item's state."""
@@ -277,7 +285,15 @@ class CertSession:
             self.current = state
         return state
 
+    def _listen(self) -> None:
+        """Receive per-test results from the reports (controller, or a run without xdist)."""
+        if not self.config.pluginmanager.is_registered(self._receiver):
+            self.config.pluginmanager.register(self._receiver, self.NAME + "-receiver")
+
     def close(self) -> None:
+        for hooks in (self._test_hooks, self._receiver):
+            if self.config.pluginmanager.is_registered(hooks):
+                self.config.pluginmanager.unregister(hooks)
         if self._recorder_added:
             import cert_core
 
@@ -340,25 +356,22 @@ class CertSession:
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         # Under xdist the controller collects nothing; options alone make it active there.
-        if self.settings.configured and not self.active and self.config.pluginmanager.hasplugin("dsession"):
-            self.active = True
+        # Workers may activate through a fixture or marker, so it always listens for results.
+        if self.config.pluginmanager.hasplugin("dsession"):
+            self._listen()
+            if self.settings.configured:
+                self.active = True
 
     # -- hooks: running a test ----------------------------------------------------------------
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
-        if not self.active:
-            return (yield)
+    def runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
         self.current = self.state_for(item)
         try:
             return (yield)
         finally:
             self.current = None
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        if not self.active:
-            return
+    def runtest_setup(self, item: pytest.Item) -> None:
         state = self.state_for(item)
         markers = list(item.iter_markers("cert"))
         if markers:
@@ -370,15 +383,15 @@ class CertSession:
             except CertMarkerError as exc:
                 raise CertMarkerError(f"{item.nodeid}: {exc}") from None
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
+    def pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
         __tracebackhide__ = True
         state = pyfuncitem.stash.get(STATE_KEY, None)
         if state is None or state.options.repeat <= 1:
             return None
         options = state.options
         assert options.min_pass_rate is not None  # marker validation requires it with repeat
-        call = self.config.pluginmanager.subset_hook_caller("pytest_pyfunc_call", remove_plugins=[self])
+        manager = self.config.pluginmanager
+        call = manager.subset_hook_caller("pytest_pyfunc_call", remove_plugins=[self._test_hooks])
         self._repeat(
             state,
             lambda: call(pyfuncitem=pyfuncitem),
@@ -388,8 +401,7 @@ class CertSession:
         )
         return True
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
+    def runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
         state = item.stash.get(STATE_KEY, None)
         __tracebackhide__ = True
         if state is None:
@@ -402,8 +414,7 @@ class CertSession:
         self._end_checks(state, raising=True)
         return result
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
+    def runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
@@ -413,15 +424,22 @@ class CertSession:
         state.phases[report.when] = (report.outcome, hasattr(report, "wasxfail"))
         state.duration_s += report.duration
         if report.when == "teardown" and state.relevant:
+            import msgspec
+
+            from cert_core import json_fallback
+
             result = self._test_result(item, state)
             item.ihook.pytest_cert_test_result(item=item, result=result)
             report.user_properties.extend(_junit_properties(result))
-            payload = {"result": result, "records": [r.to_dict() for r in state.records]}
-            report.user_properties.append((RESULT_PROPERTY, json.dumps(payload, default=str)))
+            payload = msgspec.json.encode((result, state.records), enc_hook=json_fallback)
+            report.user_properties.append((RESULT_PROPERTY, payload.decode()))
+            # Items live until the session ends: drop what the payload now carries.
+            state.records, state.measurements = [], []
+            if self.current is state:  # activated by the fixture itself: no protocol wrapper ran
+                self.current = None
         return report
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+    def runtest_logreport(self, report: pytest.TestReport) -> None:
         # Controller (or a run without xdist): take the result out of the report, so JUnit XML
         # shows only the flat cert.* properties.
         if self.is_worker or report.when != "teardown":
@@ -429,20 +447,38 @@ class CertSession:
         for i, (name, value) in enumerate(report.user_properties):
             if name == RESULT_PROPERTY:
                 del report.user_properties[i]
-                self._receive(json.loads(str(value)), getattr(report, "node", None))
+                node = getattr(report, "node", None)
+                worker = None
+                if node is not None:
+                    worker = getattr(getattr(node, "gateway", None), "id", None) or str(node)
+                    self._workers.add(worker)
+                # Kept as text until the session ends: thousands of decoded results would
+                # slow every garbage collection of the run.
+                self._payloads.append((str(value), worker))
+                self.active = True
                 return
 
-    def _receive(self, payload: dict[str, Any], node: Any) -> None:
+    def decode_payloads(self) -> None:
+        """Decode the per-test results received so far (controller)."""
+        import msgspec
+
         from cert_core import TraceRecord
 
-        self.active = True
-        result = payload["result"]
-        if node is not None:
-            worker = getattr(node, "gateway", None)
-            result["worker"] = getattr(worker, "id", None) or str(node)
-            self._workers.add(result["worker"])
-        self.results.append(result)
-        self.test_records.extend(TraceRecord.from_dict(r) for r in payload["records"])
+        decoder = msgspec.json.Decoder(tuple[dict[str, Any], list[TraceRecord]])
+        # Pure allocation, no cycles: collections triggered meanwhile would only rescan the run.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for text, worker in self._payloads:
+                result, records = decoder.decode(text)
+                if worker is not None:
+                    result["worker"] = worker
+                self.results.append(result)
+                self.test_records.extend(records)
+        finally:
+            if enabled:
+                gc.enable()
+        self._payloads = []
 
     # -- the checks -----------------------------------------------------------------------------
 
@@ -668,13 +704,38 @@ class CertSession:
     # -- results --------------------------------------------------------------------------------
 
     def _test_result(self, item: pytest.Item, state: TestState) -> dict[str, Any]:
-        llm = [r for r in state.records if r.kind == "llm"]
-        real = [r for r in llm if not r.replayed]
-        replayed = [r for r in llm if r.replayed]
-        name, limit, source = self._preset_and_threshold(state)
+        calls = errors = tokens_in = tokens_out = unknown = replayed = 0
+        cost = replayed_cost = total_latency = 0.0
+        slowest: float | None = None
+        for r in state.records:  # one pass: this runs after every test
+            if r.kind != "llm":
+                continue
+            calls += 1
+            if r.error is not None:
+                errors += 1
+            elif r.cost_usd is None:
+                unknown += 1
+            if r.usage is not None:
+                tokens_in += r.usage.input_tokens
+                tokens_out += r.usage.output_tokens
+            if r.replayed:
+                replayed += 1
+                replayed_cost += r.cost_usd or 0.0
+            else:
+                cost += r.cost_usd or 0.0
+            total_latency += r.duration_ms
+            if slowest is None or r.duration_ms > slowest:
+                slowest = r.duration_ms
+        name: str | None
+        limit: float | None
+        source: str | None
         if state.measurements:  # the threshold the test was last judged by
             last, meta = state.measurements[-1]
             name, limit, source = last.preset, last.threshold, meta["threshold_source"]
+        elif state.uses_fixture or state.options.given & {"threshold", "preset"}:
+            name, limit, source = self._preset_and_threshold(state)
+        else:  # no accuracy check in this test (e.g. it only made calls): no threshold in force
+            name = limit = source = None
         limits = self._limits(state)
         measurements = [
             {"metric": m.metric, "preset": m.preset, **m.to_dict(), **meta} for m, meta in state.measurements
@@ -690,12 +751,11 @@ class CertSession:
             verdict = "passed"
         else:
             verdict = "no check"
-        worker = getattr(self.config, "workerinput", {}).get("workerid")
         return {
             "nodeid": state.nodeid,
             "file": state.location[0],
             "line": state.location[1],
-            "worker": worker,
+            "worker": self.worker_id,
             "outcome": _outcome(state.phases),
             "duration_s": round(state.duration_s, 6),
             "uses": uses,
@@ -708,16 +768,16 @@ class CertSession:
             "max_latency_ms": limits["latency"][0],
             "latency_source": limits["latency"][1],
             "measurements": measurements,
-            "calls": len(llm),
-            "errors": sum(1 for r in llm if r.error is not None),
-            "input_tokens": sum(r.usage.input_tokens for r in llm if r.usage is not None),
-            "output_tokens": sum(r.usage.output_tokens for r in llm if r.usage is not None),
-            "cost_usd": round(sum(r.cost_usd or 0.0 for r in real), 10),
-            "unknown_price_calls": sum(1 for r in llm if r.cost_usd is None and r.error is None),
-            "replayed_calls": len(replayed),
-            "replayed_cost_usd": round(sum(r.cost_usd or 0.0 for r in replayed), 10),
-            "latency_ms": round(max(r.duration_ms for r in llm), 3) if llm else None,
-            "total_latency_ms": round(sum(r.duration_ms for r in llm), 3),
+            "calls": calls,
+            "errors": errors,
+            "input_tokens": tokens_in,
+            "output_tokens": tokens_out,
+            "cost_usd": round(cost, 10),
+            "unknown_price_calls": unknown,
+            "replayed_calls": replayed,
+            "replayed_cost_usd": round(replayed_cost, 10),
+            "latency_ms": None if slowest is None else round(slowest, 3),
+            "total_latency_ms": round(total_latency, 3),
             "spans": [r.span_id for r in state.records],
             "statistical": state.statistical.to_dict() if state.statistical is not None else None,
             "violations": [v.to_dict() for v in state.violations],
@@ -733,6 +793,7 @@ class CertSession:
             return result
         from .results import session_violations
 
+        self.decode_payloads()
         self.session_violations = session_violations(self)
         if self.session_violations:
             session.testsfailed += 1
@@ -755,6 +816,7 @@ class CertSession:
             return
         from .results import write_session_evidence
 
+        self.decode_payloads()  # again: an interrupted run skips the end of pytest_runtestloop
         if self._recorder_added:
             self.instrumentation_errors += _instrumentation_errors() - self._errors_baseline
         write_session_evidence(self, session, int(exitstatus))
@@ -792,7 +854,8 @@ def _junit_properties(result: dict[str, Any]) -> list[tuple[str, object]]:
     props: list[tuple[str, object]] = []
     if measured:
         props.append(("cert.confidence", f"{min(measured):.6f}"))
-    props.append(("cert.threshold", f"{result['threshold']:.6f}"))
+    if result["threshold"] is not None:
+        props.append(("cert.threshold", f"{result['threshold']:.6f}"))
     if result["verdict"] in ("passed", "failed"):
         props.append(("cert.passed", "true" if result["verdict"] == "passed" else "false"))
     props.append(("cert.cost_usd", f"{result['cost_usd']:.10f}".rstrip("0").rstrip(".") or "0"))
@@ -874,3 +937,45 @@ def _build_record(
         metadata=metadata,
         request={"source": "cert_trace.record"},
     )
+
+
+class _TestHooks:
+    """Per-test hooks, registered only once the session is active: an inert plugin adds none."""
+
+    def __init__(self, cs: CertSession) -> None:
+        self.cs = cs
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        return (yield from self.cs.runtest_protocol(item))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self.cs.runtest_setup(item)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
+        __tracebackhide__ = True
+        return self.cs.pyfunc_call(pyfuncitem)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
+        __tracebackhide__ = True
+        return (yield from self.cs.runtest_call(item))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        return (yield from self.cs.runtest_makereport(item, call))
+
+
+class _ReportReceiver:
+    """Takes each test's result out of its teardown report (controller, or no xdist)."""
+
+    def __init__(self, cs: CertSession) -> None:
+        self.cs = cs
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.cs.runtest_logreport(report)

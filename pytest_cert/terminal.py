@@ -28,9 +28,10 @@ def _row(t: dict[str, Any], width: int) -> str:
     if t["outcome"] == "xfailed":
         verdict = "xfail"  # a failure the test expected
     latency = "-" if t["latency_ms"] is None else f"{t['latency_ms']:.0f}ms"
+    threshold = "-" if t["threshold"] is None else f"{t['threshold']:.3f}"
     name = t["nodeid"] if len(t["nodeid"]) <= width else "..." + t["nodeid"][-(width - 3) :]
     return (
-        f"{name:<{width}} {confidence:>6} {t['threshold']:>6.3f} {verdict:>5} {t['calls']:>5} "
+        f"{name:<{width}} {confidence:>6} {threshold:>6} {verdict:>5} {t['calls']:>5} "
         f"{t['input_tokens'] + t['output_tokens']:>8,} {_usd(t['cost_usd']):>11} {latency:>8}"
     )
 

@@ -17,6 +17,10 @@ from __future__ import annotations
 import contextvars
 import functools
 import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
 import threading
 import time
 import weakref
@@ -46,7 +50,10 @@ __all__ = [
 
 PROVIDERS = ("openai", "anthropic")
 
-_lock = threading.Lock()
+# Reentrant: patching on import runs inside an import that instrument() itself may start.
+_lock = threading.RLock()
+# Providers to patch as soon as their SDK is imported (instrument(on_import=True)).
+_pending: set[str] = set()
 # (owner class, attribute name, the original value in the class __dict__) per patched method.
 _patched: dict[str, list[tuple[type, str, Any]]] = {}
 _capture = CaptureMode.FULL
@@ -301,14 +308,50 @@ def _patch(provider: str) -> list[tuple[type, str, Any]]:
     return done
 
 
-def instrument(providers: Iterable[str] | None = None, *, capture: CaptureMode | str = "full") -> list[str]:
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Patches a pending provider's base client right after the SDK imports it."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        provider, _, rest = fullname.partition(".")
+        if rest != "_base_client" or provider not in _pending:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return None
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def exec_then_patch(module: Any) -> None:
+            exec_module(module)
+            with _lock:
+                if provider in _pending and provider not in _patched:
+                    _pending.discard(provider)
+                    done = contained(_patch, provider, where=f"patching {provider} on import")
+                    if done is not None:
+                        _patched[provider] = done
+
+        loader.exec_module = exec_then_patch  # type: ignore[method-assign]
+        return spec
+
+
+_finder = _PatchOnImport()
+
+
+def instrument(
+    providers: Iterable[str] | None = None,
+    *,
+    capture: CaptureMode | str = "full",
+    on_import: bool = False,
+) -> list[str]:
     """Record every LLM call made through the installed OpenAI / Anthropic SDKs.
 
     ``providers`` limits it to some of ``"openai"``, ``"anthropic"`` (default: every one that is
     installed); asking for one that is not installed raises ``ImportError``. ``capture`` says what
     records keep of prompts and answers: ``"full"`` (default), ``"hashed"`` (SHA-256 of each) or
-    ``"off"``. Calling it again changes ``capture`` and patches nothing twice. Returns the
-    providers now instrumented.
+    ``"off"``. ``on_import=True`` patches an SDK that is not imported yet when the application
+    imports it, instead of importing it now (the Anthropic SDK alone takes seconds to import).
+    Calling it again changes ``capture`` and patches nothing twice. Returns the providers now
+    instrumented (with ``on_import``, also those waiting for their import).
     """
     global _capture
     try:
@@ -326,6 +369,16 @@ def instrument(providers: Iterable[str] | None = None, *, capture: CaptureMode |
         for provider in wanted:
             if provider in _patched:
                 continue
+            if on_import and f"{provider}._base_client" not in sys.modules:
+                if importlib.util.find_spec(provider) is None:
+                    if explicit:
+                        raise ImportError(f"cannot instrument {provider!r}: the {provider} package is not installed")
+                    continue
+                _pending.add(provider)
+                if _finder not in sys.meta_path:
+                    sys.meta_path.insert(0, _finder)
+                continue
+            _pending.discard(provider)
             try:
                 importlib.import_module(provider)
             except ImportError as exc:
@@ -334,18 +387,22 @@ def instrument(providers: Iterable[str] | None = None, *, capture: CaptureMode |
                     raise ImportError(message) from exc
                 continue
             _patched[provider] = _patch(provider)
-        return sorted(_patched)
+        return sorted(set(_patched) | _pending)
 
 
 def uninstrument(providers: Iterable[str] | None = None) -> None:
     """Put the SDKs' original methods back (all instrumented providers by default)."""
     with _lock:
-        for provider in list(providers) if providers is not None else list(_patched):
+        chosen = list(providers) if providers is not None else [*_patched, *_pending]
+        for provider in chosen:
+            _pending.discard(provider)
             for owner, name, original in _patched.pop(provider, []):
                 setattr(owner, name, original)
+        if not _pending and _finder in sys.meta_path:
+            sys.meta_path.remove(_finder)
 
 
 def instrumented_providers() -> list[str]:
-    """The providers whose SDK is currently patched."""
+    """The providers whose SDK is currently patched, or will be on import (``on_import=True``)."""
     with _lock:
-        return sorted(_patched)
+        return sorted(set(_patched) | _pending)

@@ -142,3 +142,42 @@ def test_a_stream_in_an_unknown_format_is_recorded_as_unpriced_and_reported(
     assert record.cost_usd is None
     assert "not server-sent events" in (record.price_error or "")
     assert cert_core.instrumentation_stats().errors == before + 1
+
+
+ON_IMPORT_SCRIPT = """
+import sys
+import cert_core
+from cert_core.testing import FakeLLM
+
+assert cert_core.instrument(on_import=True) == ["anthropic", "openai"]
+assert "anthropic" not in sys.modules and "openai" not in sys.modules, "on_import must not import the SDKs"
+import anthropic, httpx2
+from anthropic import _base_client
+
+assert hasattr(_base_client.SyncAPIClient.request, "__cert_original__"), "patched when imported"
+fake = FakeLLM().anthropic("Paris.")
+client = anthropic.Anthropic(api_key="sk-ant-test", http_client=httpx2.Client(transport=fake.transport()))
+records = []
+
+class Collect:
+    def record(self, record):
+        records.append(record)
+
+with cert_core.recording(Collect()):
+    client.messages.create(model="claude-3-5-haiku-latest", max_tokens=5, messages=[{"role": "user", "content": "?"}])
+assert [r.provider for r in records] == ["anthropic"], records
+cert_core.uninstrument()
+assert not hasattr(_base_client.SyncAPIClient.request, "__cert_original__")
+assert cert_core.instrumented_providers() == []
+assert not any(type(f).__name__ == "_PatchOnImport" for f in sys.meta_path)
+print("ok")
+"""
+
+
+def test_on_import_patches_an_sdk_when_the_application_imports_it() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", ON_IMPORT_SCRIPT], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
