@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up and run pytest-cert from a fresh checkout with nothing but Python 3.10+.
 
-    python3 dev.py demo    # the main job: trace, price and verify a few calls (offline)
+    python3 dev.py demo    # the main job: the example LLM test suite through the gate (offline)
     python3 dev.py test    # the whole test suite, with ruff and mypy first
 
 Without an active virtual environment, it creates ``.venv`` here and re-runs itself inside it.
@@ -67,7 +67,14 @@ def main(argv: list[str]) -> int:
     ensure_installed()
     command, rest = argv[0], argv[1:]
     if command == "demo":
-        return run(sys.executable, "examples/quickstart.py", *rest)
+        # Tracing on its own, then the example LLM test suite through the plugin, which writes
+        # the evidence folder cert-report/ (traces, results, summary, manifest).
+        if run(sys.executable, "examples/quickstart.py"):
+            return 1
+        suite = ("examples/llm_suite", "-p", "no:cacheprovider", "--cert-report=cert-report", *rest)
+        if run(sys.executable, "-m", "pytest", *suite):
+            return 1
+        return run(sys.executable, "-m", "cert_core.cli", "verify", "cert-report/traces.jsonl")
     for step in (
         (sys.executable, "-m", "ruff", "check", "."),
         (sys.executable, "-m", "ruff", "format", "--check", "."),

@@ -12,7 +12,12 @@ Overheads compare the fastest run of each configuration, by process CPU time (us
 on a shared machine other work only ever adds time, so the minimum is the estimate least
 disturbed by it (as ``timeit`` advises). Medians, and wall-clock figures, are printed beside.
 
-    python bench/bench_plugin.py [--tests 1000] [--repeats 7]
+    python bench/bench_plugin.py [--tests 1000] [--repeats 9]
+    python bench/bench_plugin.py --instructions   # deterministic: CPU instructions under valgrind
+
+``--instructions`` runs each configuration once under valgrind's callgrind and compares the
+instructions executed (all threads of the pytest process), a count that does not depend on what
+else the machine is doing; it takes minutes (valgrind runs code about 50 times slower).
 
 Prints a table, then one JSON object on its last line.
 """
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -73,15 +79,85 @@ def run(folder: Path, args: list[str]) -> tuple[float, float]:
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        raise SystemExit(f"pytest failed in {folder} with {args}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise SystemExit(
+            f"pytest failed in {folder} with {args}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
+
+
+def instructions(folder: Path, args: list[str]) -> int:
+    """CPU instructions one pytest process executes, counted by valgrind's callgrind."""
+    done = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            *args,
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+            "PYTHONHASHSEED": "0",
+        },
+        check=False,
+    )
+    match = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or match is None:
+        raise SystemExit(
+            f"valgrind run failed in {folder} with {args}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        )
+    return int(match.group(1))
+
+
+def main_instructions(tests: int, configs_for: dict[str, tuple[Path, list[str]]]) -> None:
+    counts = {}
+    for name, (folder, extra) in configs_for.items():
+        run(folder, extra)  # byte-code caches written, evidence folder in place
+        counts[name] = instructions(folder, extra)
+    names = list(configs_for)
+
+    def pct(new: str, base: str) -> float:
+        return round((counts[new] - counts[base]) / counts[base] * 100, 2)
+
+    print(f"{tests} tests, CPU instructions of one pytest process (valgrind callgrind)")
+    print(f"{'configuration':<42} {'instructions':>16}")
+    for name in names:
+        print(f"{name:<42} {counts[name]:>16,}")
+    inert, tracking = pct(names[1], names[0]), pct(names[3], names[2])
+    per_test_ns = (counts[names[3]] - counts[names[2]]) / tests
+    print(f"inert overhead:          {inert:+.2f}%  (target <= 2)")
+    print(
+        f"cost-tracking overhead:  {tracking:+.2f}%  (target <= 5); {per_test_ns:,.0f} instructions per test"
+    )
+    print(
+        json.dumps(
+            {
+                "inert_overhead_pct": inert,
+                "cost_tracking_overhead_pct": tracking,
+                "tests": tests,
+                "method": "instructions",
+                "instructions": counts,
+            }
+        )
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tests", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--instructions", action="store_true", help="count instructions under valgrind")
     args = parser.parse_args()
     budgets = ["--cert-test-budget=1", "--cert-budget=100"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,6 +170,9 @@ def main() -> None:
             "one SDK call each, --cert-no-instrument": (calling, [*budgets, "--cert-no-instrument"]),
             "one SDK call each, instrumented": (calling, budgets),
         }
+        if args.instructions:
+            main_instructions(args.tests, configs)
+            return
         for folder, extra in configs.values():  # warm the file cache and byte-compilation once
             run(folder, extra)
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in configs}

@@ -704,6 +704,8 @@ class CertSession:
     # -- results --------------------------------------------------------------------------------
 
     def _test_result(self, item: pytest.Item, state: TestState) -> dict[str, Any]:
+        import msgspec
+
         calls = errors = tokens_in = tokens_out = unknown = replayed = 0
         cost = replayed_cost = total_latency = 0.0
         slowest: float | None = None
@@ -738,7 +740,7 @@ class CertSession:
             name = limit = source = None
         limits = self._limits(state)
         measurements = [
-            {"metric": m.metric, "preset": m.preset, **m.to_dict(), **meta} for m, meta in state.measurements
+            {**msgspec.structs.asdict(m), **meta} for m, meta in state.measurements
         ]
         uses = [f for f, on in (("fixture", state.uses_fixture), ("marker", state.uses_marker)) if on]
         if state.violations:
