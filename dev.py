@@ -82,7 +82,17 @@ def main(argv: list[str]) -> int:
     ):
         if run(*step):
             return 1
-    return run(sys.executable, "-m", "pytest", *rest)
+    # Parallel by default (pytest-xdist, part of the dev extra); `-n 0` runs in one process.
+    parallel = (
+        []
+        if any(arg == "-n" or arg.startswith(("-n", "--numprocesses")) for arg in rest)
+        else [
+            "-n",
+            "auto",
+            "--maxprocesses=4",
+        ]
+    )
+    return run(sys.executable, "-m", "pytest", *parallel, *rest)
 
 
 if __name__ == "__main__":

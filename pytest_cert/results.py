@@ -145,13 +145,14 @@ def threshold_sources(cs: CertSession, tests: list[dict[str, Any]]) -> list[dict
     seen: set[tuple[str, float, str]] = set()
     for t in tests:
         key = (t["threshold_source"], t["threshold"], t["file"])
-        if t["threshold_source"] == "the cert marker" and key not in seen:
+        scope = {"the cert marker": "marker", "the expect() argument": "argument"}.get(t["threshold_source"])
+        if scope is not None and key not in seen:
             seen.add(key)
             out.append(
                 {
-                    "scope": "marker",
+                    "scope": scope,
                     "threshold": t["threshold"],
-                    "source": "the cert marker",
+                    "source": t["threshold_source"],
                     "file": t["file"],
                 }
             )

@@ -68,9 +68,7 @@ class Settings:
     @property
     def configured(self) -> bool:
         """A cert option or ini key is in play (``--cert-no-instrument`` alone only switches off)."""
-        return any(name != "no_instrument" for name in self.sources) and (
-            set(self.sources) != {"strict"} or self.strict
-        )
+        return self.strict or any(name not in ("no_instrument", "strict") for name in self.sources)
 
     @property
     def report_dir(self) -> str:
@@ -739,9 +737,7 @@ class CertSession:
         else:  # no accuracy check in this test (e.g. it only made calls): no threshold in force
             name = limit = source = None
         limits = self._limits(state)
-        measurements = [
-            {**msgspec.structs.asdict(m), **meta} for m, meta in state.measurements
-        ]
+        measurements = [{**msgspec.structs.asdict(m), **meta} for m, meta in state.measurements]
         uses = [f for f, on in (("fixture", state.uses_fixture), ("marker", state.uses_marker)) if on]
         if state.violations:
             verdict = "failed"
