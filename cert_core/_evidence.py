@@ -38,8 +38,8 @@ __all__ = [
 
 RESULTS_SCHEMA = "cert.results/1"
 MANIFEST_SCHEMA = "cert.manifest/1"
-#: Files a run writes into the folder; stale copies from an earlier run are removed first.
-OWN_FILES = ("traces.jsonl", "results.json", "summary.md", "manifest.json", "report.html", "report.md")
+#: The files a run writes; nothing else in the folder is touched, hashed or removed.
+OWN_FILES = ("traces.jsonl", "results.json", "summary.md", "manifest.json")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -129,9 +129,15 @@ def _cell(value: Any) -> str:
 def summary_markdown(results: Mapping[str, Any], sections: Iterable[tuple[str, str]] = ()) -> str:
     """The run in Markdown: totals, per-test rows, violations, and extra sections."""
     totals = results["totals"]
-    verdict = "FAILED" if results["violations"] else "passed"
+    status = results.get("session", {}).get("exitstatus", 0)
+    if results["violations"]:
+        heading = "FAILED"
+    elif status != 0:
+        heading = f"no gate violation, but the test run failed (exit status {status})"
+    else:
+        heading = "passed"
     lines = [
-        f"## pytest-cert: {verdict}",
+        f"## pytest-cert: {heading}",
         "",
         f"{totals['tests']} test(s) with cert checks or LLM calls, {totals['calls']} LLM call(s), "
         f"{totals['input_tokens'] + totals['output_tokens']:,} tokens, cost {_fmt_usd(totals['cost_usd'])}"
@@ -201,11 +207,13 @@ def write_evidence(
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    for name in OWN_FILES:
-        (out / name).unlink(missing_ok=True)
-    for stale in out.glob("traces.*.jsonl"):  # rotated parts of an earlier run
-        stale.unlink()
-    writer = TraceWriter(out / "traces.jsonl", buffer_bytes=1 << 20, flush_interval=3600)
+    for stale in out.glob("traces.*.jsonl"):  # rotated parts of an earlier run's trace file
+        if stale.name[len("traces.") : -len(".jsonl")].isdigit():
+            stale.unlink()
+    # The trace file is written beside and renamed into place, like the others.
+    partial = out / f".traces.{os.getpid()}.jsonl.tmp"
+    partial.unlink(missing_ok=True)
+    writer = TraceWriter(partial, buffer_bytes=1 << 20, flush_interval=3600)
     try:
         for record in records:
             writer.write(record)
@@ -215,7 +223,11 @@ def write_evidence(
     chain, seq, head = writer.head
     if stats.dropped or stats.written != seq + 1:
         lost = seq + 1 - stats.written + stats.dropped
+        partial.unlink(missing_ok=True)
         raise OSError(f"{out / 'traces.jsonl'}: {lost} record(s) not written: {stats.last_error}")
+    if seq < 0:
+        partial.touch()  # an empty run still leaves an (empty) trace file
+    partial.replace(out / "traces.jsonl")
     encoded = msgspec.json.encode(results, enc_hook=json_fallback)
     _atomic_write(out / "results.json", msgspec.json.format(encoded, indent=2) + b"\n")
     _atomic_write(out / "summary.md", summary.encode())
@@ -231,9 +243,9 @@ def write_evidence(
             entry.update(commits[file])
         located.append(entry)
     files = {
-        p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-        for p in sorted(out.iterdir())
-        if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")
+        name: {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
+        for name in sorted(OWN_FILES)
+        if name != "manifest.json"
     }
     manifest = {
         "schema": MANIFEST_SCHEMA,

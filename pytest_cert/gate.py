@@ -24,6 +24,7 @@ __all__ = [
     "Violation",
     "evaluate_runs",
     "marker_options",
+    "unreachable",
     "wilson_interval",
 ]
 
@@ -46,23 +47,28 @@ class CertWarning(UserWarning):
 
 class CertFailure(AssertionError):
     """Base of the failures the cert gate raises in a test (an ``AssertionError``, so a failed
-    check reads like a failed assertion and counts as a failed run of a repeated test)."""
+    check reads like a failed assertion and counts as a failed run of a repeated test).
+    ``kind`` names the violation it reports."""
+
+    kind = "accuracy"
 
 
 class CertAccuracyError(CertFailure):
     """``cert_trace.expect()`` found the answer below its threshold (or, strict, not measured)."""
 
-    def __init__(self, message: str, measurement: Any = None) -> None:
+    def __init__(self, message: str, measurement: Any = None, kind: str = "accuracy") -> None:
         super().__init__(message)
         self.measurement = measurement
+        self.kind = kind
 
 
 class CertStatisticalError(CertFailure):
     """A repeated test's pass rate did not reach ``min_pass_rate`` at the stated confidence."""
 
-    def __init__(self, message: str, result: StatisticalResult) -> None:
+    def __init__(self, message: str, result: StatisticalResult, kind: str = "statistical") -> None:
         super().__init__(message)
         self.result = result
+        self.kind = kind
 
 
 class CertGateError(CertFailure):
@@ -157,7 +163,34 @@ def marker_options(
             f"repeat={out['repeat']} needs min_pass_rate= (the pass rate whose Wilson lower bound "
             "the runs must reach, e.g. min_pass_rate=0.8)"
         )
-    return MarkerOptions(**out, given=frozenset(out))
+    options = MarkerOptions(**out, given=frozenset(out))
+    if options.repeat > 1 and options.min_pass_rate is not None:
+        problem = unreachable(options.repeat, options.min_pass_rate, options.confidence)
+        if problem:
+            raise CertMarkerError(problem)
+    return options
+
+
+def unreachable(n: int, min_pass_rate: float, confidence: float) -> str | None:
+    """Why ``n`` runs can never reach ``min_pass_rate`` (``None`` when they can): even n passes
+    out of n have a Wilson lower bound of n / (n + z^2)."""
+    best = wilson_interval(n, n, confidence)[0]
+    if best >= min_pass_rate:
+        return None
+    if min_pass_rate >= 1.0:
+        need = "a min_pass_rate below 1 (no finite number of runs proves a rate of 1)"
+    else:
+        from statistics import NormalDist
+
+        z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2.0)
+        runs = math.ceil(min_pass_rate * z * z / (1.0 - min_pass_rate))
+        while wilson_interval(runs, runs, confidence)[0] < min_pass_rate:
+            runs += 1
+        need = f"repeat >= {runs} or a lower min_pass_rate"
+    return (
+        f"repeat={n} can never reach min_pass_rate={min_pass_rate:g} at {confidence:.0%} confidence: even "
+        f"{n}/{n} passed runs give a Wilson lower bound of {best:.3f}; use {need}"
+    )
 
 
 def wilson_interval(passed: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

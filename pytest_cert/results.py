@@ -54,12 +54,14 @@ def session_violations(cs: CertSession) -> list[Violation]:
 def totals(tests: list[dict[str, Any]], session_records: list[Any]) -> dict[str, Any]:
     """Sums over the tests and the calls made outside any test (equal with and without xdist)."""
     outside = [r for r in session_records if r.kind == "llm"]
-    [r for r in outside if not r.replayed]
     measurements = [m for t in tests for m in t["measurements"]]
-    verdicts = [t["verdict"] for t in tests]
+    # An xfailed test's failed check was expected: counted apart.
+    verdicts = ["xfailed" if t["outcome"] == "xfailed" else t["verdict"] for t in tests]
     return {
         "tests": len(tests),
-        "verdicts": {v: verdicts.count(v) for v in ("passed", "failed", "not measured", "no check")},
+        "verdicts": {
+            v: verdicts.count(v) for v in ("passed", "failed", "not measured", "no check", "xfailed")
+        },
         "calls": sum(t["calls"] for t in tests) + len(outside),
         "errors": sum(t["errors"] for t in tests) + sum(1 for r in outside if r.error is not None),
         "input_tokens": sum(t["input_tokens"] for t in tests)
@@ -156,13 +158,15 @@ def threshold_sources(cs: CertSession, tests: list[dict[str, Any]]) -> list[dict
                     "file": t["file"],
                 }
             )
-    presets = sorted({t["preset"] for t in tests if (t["threshold_source"] or "").startswith("preset")})
-    for name in presets:
+    presets = {
+        t["preset"]: t["threshold"] for t in tests if (t["threshold_source"] or "").startswith("preset")
+    }
+    for name in sorted(presets):
         out.append(
             {
                 "scope": "preset",
                 "preset": name,
-                "threshold": next(t["threshold"] for t in tests if t["preset"] == name),
+                "threshold": presets[name],
                 "source": f"preset {name} (shipped with pytest-cert)",
                 "file": None,
             }
@@ -175,6 +179,8 @@ def write_session_evidence(cs: CertSession, session: pytest.Session, exitstatus:
     from cert_core._evidence import summary_markdown, write_evidence
 
     results = build_results(cs, exitstatus)
+    if cs.decode_errors:
+        results["extra"]["errors"] = list(cs.decode_errors)
     cs.config.hook.pytest_cert_results(config=cs.config, results=results)
     sections = [s for s in cs.config.hook.pytest_cert_summary(config=cs.config, results=results) if s]
     cs.summary_sections = sections
@@ -198,7 +204,8 @@ def write_session_evidence(cs: CertSession, session: pytest.Session, exitstatus:
         cs.evidence_dir = folder
     except OSError as exc:
         cs.evidence_error = f"could not write the evidence folder {folder}: {exc}"
-        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     cs.results_doc = results
     if cs.settings.traces:
         writer = cert_core.TraceWriter(cs.settings.traces)
@@ -211,6 +218,8 @@ def write_session_evidence(cs: CertSession, session: pytest.Session, exitstatus:
             cs.evidence_error = (
                 f"could not append all records to {cs.settings.traces}: {writer.stats.last_error}"
             )
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         try:

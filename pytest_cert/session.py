@@ -25,6 +25,7 @@ import pytest
 
 from .gate import (
     CertAccuracyError,
+    CertFailure,
     CertGateError,
     CertMarkerError,
     CertStatisticalError,
@@ -35,6 +36,7 @@ from .gate import (
     Violation,
     evaluate_runs,
     marker_options,
+    unreachable,
 )
 from .plugin import DEFAULT_REPORT_DIR, OPTIONS
 
@@ -132,6 +134,7 @@ class TestState:
     phases: dict[str, tuple[str, bool]] = field(default_factory=dict)
     duration_s: float = 0.0
     warned: set[str] = field(default_factory=set)
+    unmeasured_in_runs: list[str] = field(default_factory=list)
 
     @property
     def relevant(self) -> bool:
@@ -191,10 +194,19 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def accuracy_message(m: Measurement, source: str, answer: str) -> str:
+def accuracy_message(m: Measurement, source: str, answer: str, *, strict: bool = False) -> str:
     """The failure text of ``expect()``: verdict, each component, unsupported terms, threshold."""
     if m.confidence is None:
-        head = "answer could not be measured: no weighted component ran"
+        head = "answer could not be measured: no weighted component ran" + (
+            " (--cert-strict)" if strict else ""
+        )
+    elif strict:
+        verdict = ">=" if m.confidence >= m.threshold else "<"
+        head = (
+            f"answer not fully measured (--cert-strict): a weighted component did not run; "
+            f"confidence of the rest {m.confidence:.3f} {verdict} threshold {m.threshold:.3f} "
+            f"(threshold from {source})"
+        )
     else:
         head = (
             f"answer below the accuracy threshold: confidence {m.confidence:.3f} < threshold "
@@ -252,6 +264,8 @@ class CertSession:
         self._components: list[Component] | None = None
         self._workers: set[str] = set()
         self._payloads: list[tuple[str, str | None]] = []
+        self._checked = False
+        self.decode_errors: list[str] = []
         self._test_hooks = _TestHooks(self)
         self._receiver = _ReportReceiver(self)
 
@@ -406,7 +420,11 @@ class CertSession:
             return (yield)
         try:
             result = yield
-        except BaseException:
+        except BaseException as exc:
+            # A check's failure counts as a violation when it fails the test (one caught by
+            # the test itself, e.g. in pytest.raises, does not).
+            if isinstance(exc, CertFailure) and not isinstance(exc, CertGateError):
+                state.violations.append(Violation(exc.kind, str(exc).splitlines()[0]))
             self._end_checks(state, raising=False)
             raise
         self._end_checks(state, raising=True)
@@ -438,6 +456,7 @@ class CertSession:
         return report
 
     def runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.config.stash[_RAN_KEY] = True
         # Controller (or a run without xdist): take the result out of the report, so JUnit XML
         # shows only the flat cert.* properties.
         if self.is_worker or report.when != "teardown":
@@ -468,7 +487,12 @@ class CertSession:
         gc.disable()
         try:
             for text, worker in self._payloads:
-                result, records = decoder.decode(text)
+                try:
+                    result, records = decoder.decode(text)
+                except msgspec.ValidationError as exc:
+                    # Never an INTERNALERROR: report it, keep everything else.
+                    self.decode_errors.append(f"a test result could not be read: {exc}")
+                    continue
                 if worker is not None:
                     result["worker"] = worker
                 self.results.append(result)
@@ -598,17 +622,18 @@ class CertSession:
         if m.confidence is None or unmeasured:
             what = "; ".join(f"{k}: {v}" for k, v in unmeasured.items()) or m.explanation
             text = f"not measured ({what})"
-            if self.settings.strict:
-                violation = Violation("not_measured", text + " (--cert-strict)")
-                if state.run_index is None:
-                    state.violations.append(violation)
-                raise CertAccuracyError(accuracy_message(m, source, answer_text) + "\n  (--cert-strict)", m)
-            self._warn(state, "measure:" + text, text + "; the answer is not judged on it")
+            if not self.settings.strict:
+                self._warn(state, "measure:" + text, text + "; the answer is not judged on it")
+            elif state.run_index is not None:
+                # A repeated run that could not be measured counts neither way; strict mode
+                # fails the test once the runs are done.
+                state.unmeasured_in_runs.append(text)
+            else:
+                raise CertAccuracyError(
+                    accuracy_message(m, source, answer_text, strict=True), m, "not_measured"
+                )
         if m.passed is False:
-            message = accuracy_message(m, source, answer_text)
-            if state.run_index is None:
-                state.violations.append(Violation("accuracy", message.splitlines()[0]))
-            raise CertAccuracyError(message, m)
+            raise CertAccuracyError(accuracy_message(m, source, answer_text), m)
         return m
 
     def _attach(self, state: TestState, answer: str, reference: str, m: Measurement) -> None:
@@ -628,6 +653,19 @@ class CertSession:
             record = _build_record(**facts)
         elif not isinstance(record, cert_core.TraceRecord):
             raise TypeError(f"cert_trace.record() takes a TraceRecord, got {type(record).__name__}")
+        else:
+            import msgspec
+
+            from cert_core._records import check_formats
+
+            try:  # constraints are checked on decoding, not on construction: check them now
+                encoded = msgspec.json.encode(record, enc_hook=cert_core.json_fallback)
+                msgspec.json.decode(encoded, type=cert_core.TraceRecord)
+            except msgspec.ValidationError as exc:
+                raise ValueError(f"cert_trace.record(): the record is not valid: {exc}") from None
+            problem = check_formats(record)
+            if problem is not None:
+                raise ValueError(f"cert_trace.record(): the record is not valid: {problem}")
         before = len(state.records)
         previous, self.current = self.current, state
         try:
@@ -655,6 +693,9 @@ class CertSession:
             )
         level = confidence if confidence is not None else state.options.confidence
         marker_options([((), {"min_pass_rate": rate, "confidence": level})], ["general"])  # validates
+        problem = unreachable(n, rate, level)
+        if problem:
+            raise ValueError(f"cert_trace.repeat(): {problem}")
         return self._repeat(state, fn, n, rate, level)
 
     def _repeat(
@@ -667,6 +708,8 @@ class CertSession:
             first = len(state.measurements)
             try:
                 fn()
+            except (pytest.skip.Exception, pytest.xfail.Exception):
+                raise  # the test skips or xfails as a whole, not one run
             except (AssertionError, pytest.fail.Exception) as exc:
                 outcomes.append(
                     RunOutcome(
@@ -687,16 +730,16 @@ class CertSession:
         result = evaluate_runs(outcomes, min_pass_rate, confidence)
         state.statistical = result
         if result.verdict == "failed":
-            state.violations.append(Violation("statistical", result.describe()))
             failed = [o for o in outcomes if o.outcome == "failed"]
             details = "".join(f"\n  run {o.run}: {o.message}" for o in failed[:5])
             more = f"\n  and {len(failed) - 5} more failed run(s)" if len(failed) > 5 else ""
             raise CertStatisticalError(result.describe() + details + more, result)
-        if result.verdict == "not measured":
-            if self.settings.strict:
-                state.violations.append(Violation("not_measured", result.describe() + " (--cert-strict)"))
-                raise CertStatisticalError(result.describe(), result)
+        if result.verdict == "not measured" and not self.settings.strict:
             self._warn(state, "statistical", result.describe())
+        if self.settings.strict and (result.verdict == "not measured" or state.unmeasured_in_runs):
+            reason = state.unmeasured_in_runs[0] if state.unmeasured_in_runs else "no run measured"
+            message = f"{result.describe()}; not every run could be measured, e.g. {reason} (--cert-strict)"
+            raise CertStatisticalError(message, result, kind="not_measured")
         return result
 
     # -- results --------------------------------------------------------------------------------
@@ -739,8 +782,11 @@ class CertSession:
         limits = self._limits(state)
         measurements = [{**msgspec.structs.asdict(m), **meta} for m, meta in state.measurements]
         uses = [f for f, on in (("fixture", state.uses_fixture), ("marker", state.uses_marker)) if on]
+        outcome = _outcome(state.phases)
         if state.violations:
             verdict = "failed"
+        elif outcome in ("skipped", "error") and not measurements:
+            verdict = "no check"  # the test never reached its checks
         elif (state.statistical is not None and state.statistical.verdict == "not measured") or (
             measurements and all(m["confidence"] is None for m in measurements)
         ):
@@ -754,7 +800,7 @@ class CertSession:
             "file": state.location[0],
             "line": state.location[1],
             "worker": self.worker_id,
-            "outcome": _outcome(state.phases),
+            "outcome": outcome,
             "duration_s": round(state.duration_s, 6),
             "uses": uses,
             "verdict": verdict,
@@ -786,16 +832,25 @@ class CertSession:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
-        result = yield
-        if self.is_worker or not self.active:
-            return result
+        try:
+            return (yield)
+        finally:  # also when -x or Ctrl-C ends the loop early
+            self._session_checks(session)
+
+    def _session_checks(self, session: pytest.Session) -> None:
+        if self.is_worker or not self.active or self._checked:
+            return
         from .results import session_violations
 
+        self._checked = True
         self.decode_payloads()
+        if self.current is not None and self.current.records:
+            # The run stopped inside a test (Ctrl-C): its calls happened and cost money.
+            self.session_records.extend(self.current.records)
+            self.current.records = []
         self.session_violations = session_violations(self)
         if self.session_violations:
             session.testsfailed += 1
-        return result
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.is_worker:
@@ -810,22 +865,33 @@ class CertSession:
                     default=str,
                 )
             return
-        if not self.active:
+        if not self.active or not self._ran_tests():
             return
         from .results import write_session_evidence
 
-        self.decode_payloads()  # again: an interrupted run skips the end of pytest_runtestloop
+        self._session_checks(session)  # a run that never reached the test loop
         if self._recorder_added:
             self.instrumentation_errors += _instrumentation_errors() - self._errors_baseline
         write_session_evidence(self, session, int(exitstatus))
 
+    def _ran_tests(self) -> bool:
+        """Whether this session ran tests (not --collect-only, --fixtures or a collection error)."""
+        option = self.config.option
+        if (
+            option.collectonly
+            or getattr(option, "showfixtures", False)
+            or getattr(option, "show_fixtures_per_test", False)
+        ):
+            return False
+        return bool(self.results or self.session_records or self.config.stash.get(_RAN_KEY, False))
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        from cert_core import TraceRecord
-
         data = getattr(node, "workeroutput", {}).get("cert")
         if not data:
             return
+        from cert_core import TraceRecord
+
         self.active = True
         payload = json.loads(data)
         self.session_records.extend(TraceRecord.from_dict(r) for r in payload["records"])
@@ -947,8 +1013,8 @@ class _TestHooks:
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
         return (yield from self.cs.runtest_protocol(item))
 
-    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        # Not tryfirst: a skip mark skips the test before its cert marker is judged.
         self.cs.runtest_setup(item)
 
     @pytest.hookimpl(tryfirst=True)
@@ -977,3 +1043,6 @@ class _ReportReceiver:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.cs.runtest_logreport(report)
+
+
+_RAN_KEY = pytest.StashKey[bool]()

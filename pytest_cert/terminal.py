@@ -94,6 +94,8 @@ def _write(cs: CertSession, tr: pytest.TerminalReporter) -> None:
             tr.write_line(f"{title}:")
             for text in body.splitlines():
                 tr.write_line(f"  {text}")
+    for problem in cs.decode_errors:
+        tr.write_line(f"cert: {problem}", red=True)
     if cs.evidence_error:
         tr.write_line(f"cert: {cs.evidence_error}", red=True)
     elif cs.evidence_dir is not None and not quiet:

@@ -19,7 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_example_suite_passes_and_writes_evidence(tmp_path: Path) -> None:
     report = tmp_path / "evidence"
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "examples/llm_suite", "-p", "no:cacheprovider", f"--cert-report={report}"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "examples/llm_suite",
+            "-p",
+            "no:cacheprovider",
+            f"--cert-report={report}",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -291,8 +291,8 @@ def _wrap_async_process(original: Callable[..., Any]) -> Callable[..., Any]:
     return _process_response
 
 
-def _patch(provider: str) -> list[tuple[type, str, Any]]:
-    base = importlib.import_module(f"{provider}._base_client")
+def _patch(provider: str, base: Any) -> list[tuple[type, str, Any]]:
+    """Wrap the base client of an imported SDK (``base``: its ``_base_client`` module)."""
     route = _ROUTES[provider]
     plan = (
         (base.SyncAPIClient, "request", lambda f: _wrap_request(f, route)),
@@ -300,18 +300,25 @@ def _patch(provider: str) -> list[tuple[type, str, Any]]:
         (base.SyncAPIClient, "_process_response", _wrap_process),
         (base.AsyncAPIClient, "_process_response", _wrap_async_process),
     )
-    done = []
-    for owner, name, wrap in plan:
-        original = owner.__dict__[name]
-        setattr(owner, name, wrap(original))
-        done.append((owner, name, original))
+    done: list[tuple[type, str, Any]] = []
+    try:
+        for owner, name, wrap in plan:
+            original = owner.__dict__[name]
+            setattr(owner, name, wrap(original))
+            done.append((owner, name, original))
+    except BaseException:
+        for owner, name, original in reversed(done):  # all or nothing: never half patched
+            setattr(owner, name, original)
+        raise
     return done
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
     """Patches a pending provider's base client right after the SDK imports it."""
 
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: Any, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
         provider, _, rest = fullname.partition(".")
         if rest != "_base_client" or provider not in _pending:
             return None
@@ -326,7 +333,7 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
             with _lock:
                 if provider in _pending and provider not in _patched:
                     _pending.discard(provider)
-                    done = contained(_patch, provider, where=f"patching {provider} on import")
+                    done = contained(_patch, provider, module, where=f"patching {provider} on import")
                     if done is not None:
                         _patched[provider] = done
 
@@ -366,27 +373,36 @@ def instrument(
         raise ValueError(f"unknown provider {unknown[0]!r}; known: {', '.join(PROVIDERS)}")
     with _lock:
         _capture = mode
-        for provider in wanted:
-            if provider in _patched:
-                continue
-            if on_import and f"{provider}._base_client" not in sys.modules:
-                if importlib.util.find_spec(provider) is None:
-                    if explicit:
-                        raise ImportError(f"cannot instrument {provider!r}: the {provider} package is not installed")
-                    continue
-                _pending.add(provider)
-                if _finder not in sys.meta_path:
-                    sys.meta_path.insert(0, _finder)
-                continue
-            _pending.discard(provider)
-            try:
-                importlib.import_module(provider)
-            except ImportError as exc:
+        todo = [p for p in wanted if p not in _patched]
+    # Imports happen outside the lock: an import in another thread may be patching on import
+    # (holding the import lock and waiting for ours), so never wait for one while holding ours.
+    for provider in todo:
+        if on_import and f"{provider}._base_client" not in sys.modules:
+            if importlib.util.find_spec(provider) is None:
                 if explicit:
-                    message = f"cannot instrument {provider!r}: the {provider} package is not installed"
-                    raise ImportError(message) from exc
+                    raise ImportError(
+                        f"cannot instrument {provider!r}: the {provider} package is not installed"
+                    )
                 continue
-            _patched[provider] = _patch(provider)
+            with _lock:
+                if provider not in _patched:
+                    _pending.add(provider)
+                    if _finder not in sys.meta_path:
+                        sys.meta_path.insert(0, _finder)
+            continue
+        with _lock:
+            _pending.discard(provider)
+        try:
+            base = importlib.import_module(f"{provider}._base_client")
+        except ImportError as exc:
+            if explicit:
+                message = f"cannot instrument {provider!r}: the {provider} package is not installed"
+                raise ImportError(message) from exc
+            continue
+        with _lock:
+            if provider not in _patched:
+                _patched[provider] = _patch(provider, base)
+    with _lock:
         return sorted(set(_patched) | _pending)
 
 

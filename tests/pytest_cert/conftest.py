@@ -51,6 +51,12 @@ def ask(client, model="gpt-4o-mini"):
 """
 
 
+@pytest.fixture(autouse=True)
+def _no_github_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Inner runs would append their summaries to this CI job's summary.
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester project with the inner conftest (clients on FakeLLM)."""

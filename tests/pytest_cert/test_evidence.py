@@ -328,3 +328,15 @@ def test_inert_run_imports_no_sdk_no_model_and_no_core(pytester: pytest.Pytester
     pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:anyio", "-p", "no:hypothesispytest"
     ).assert_outcomes(passed=1)
+
+
+def test_evidence_writer_touches_only_its_own_files(project: pytest.Pytester) -> None:
+    (project.path / "out").mkdir()
+    (project.path / "out" / "notes.md").write_text("mine")
+    (project.path / "out" / "report.html").write_text("<p>mine</p>")
+    project.makepyfile(SUITE)
+    project.runpytest("--cert-report=out")
+    names = sorted(p.name for p in (project.path / "out").iterdir())
+    assert names == ["manifest.json", "notes.md", "report.html", "results.json", "summary.md", "traces.jsonl"]
+    manifest = json.loads((project.path / "out" / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"results.json", "summary.md", "traces.jsonl"}

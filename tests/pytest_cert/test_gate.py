@@ -361,3 +361,125 @@ def test_repeat_method_requires_a_pass_rate(project: pytest.Pytester) -> None:
         """
     )
     project.runpytest().assert_outcomes(passed=1)
+
+
+def test_unreachable_statistical_settings_are_refused() -> None:
+    with pytest.raises(CertMarkerError) as info:
+        marker_options([((), {"repeat": 10, "min_pass_rate": 0.8})], PRESETS)
+    assert str(info.value) == (
+        "repeat=10 can never reach min_pass_rate=0.8 at 95% confidence: even 10/10 passed runs give a "
+        "Wilson lower bound of 0.722; use repeat >= 16 or a lower min_pass_rate"
+    )
+    assert marker_options([((), {"repeat": 16, "min_pass_rate": 0.8})], PRESETS).repeat == 16
+    with pytest.raises(CertMarkerError, match="no finite number of runs proves a rate of 1"):
+        marker_options([((), {"repeat": 50, "min_pass_rate": 1.0})], PRESETS)
+
+
+def test_a_failure_the_test_catches_is_not_a_violation(project: pytest.Pytester, evidence) -> None:
+    project.makepyfile(
+        """
+        import pytest
+        from pytest_cert import CertAccuracyError
+        from conftest import BAD, CONTEXT
+
+        def test_expects_the_catch(cert_trace):
+            with pytest.raises(CertAccuracyError):
+                cert_trace.expect(BAD, CONTEXT)
+        """
+    )
+    project.runpytest().assert_outcomes(passed=1)
+    test = evidence.test("test_expects_the_catch")
+    assert test["violations"] == []
+    assert test["measurements"][0]["passed"] is False
+    assert evidence.results()["violations"] == []
+
+
+def test_skipped_and_erroring_tests_have_no_gate_verdict(project: pytest.Pytester, evidence) -> None:
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def broken():
+            raise RuntimeError("no database")
+
+        @pytest.mark.skip(reason="later")
+        @pytest.mark.cert(treshold=0.5)
+        def test_skipped(cert_trace):
+            pass
+
+        def test_setup_error(cert_trace, broken):
+            pass
+        """
+    )
+    project.runpytest("--cert-test-budget=1").assert_outcomes(skipped=1, errors=1)
+    # The skip mark wins over the (misspelt) cert marker; a skipped test never reached the gate.
+    assert [t["nodeid"].split("::")[1] for t in evidence.results()["tests"]] == ["test_setup_error"]
+    error = evidence.test("test_setup_error")
+    assert (error["outcome"], error["verdict"]) == ("error", "no check")
+
+
+def test_session_budget_is_checked_when_the_run_stops_early(project: pytest.Pytester, evidence) -> None:
+    project.makepyfile(
+        """
+        from conftest import ask
+
+        def test_a(client):
+            ask(client)
+            assert False
+
+        def test_b(client):
+            ask(client)
+        """
+    )
+    result = project.runpytest("-x", "--cert-budget=0.00001")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["session - cost 0.000027 USD > session budget 0.000010 USD (--cert-budget)"])
+    assert [v["where"] for v in evidence.results()["violations"]] == ["session"]
+
+
+def test_collect_only_leaves_the_evidence_folder_alone(project: pytest.Pytester, evidence) -> None:
+    project.makepyfile("def test_one(cert_trace):\n    pass\n")
+    project.runpytest().assert_outcomes(passed=1)
+    before = evidence.path("results.json").read_text()
+    project.runpytest("--co", "--cert-budget=1")
+    project.runpytest("--fixtures", "--cert-budget=1")
+    assert evidence.path("results.json").read_text() == before
+
+
+@pytest.mark.filterwarnings("default::UserWarning")  # inner in-process runs inherit our filters
+def test_strict_unmeasured_runs_count_neither_way_then_fail(project: pytest.Pytester, evidence) -> None:
+    project.makepyfile(
+        """
+        import itertools, pytest
+        from conftest import CONTEXT, GOOD
+
+        half = itertools.cycle([GOOD, "Yes."])
+
+        @pytest.mark.cert(repeat=10, min_pass_rate=0.5)
+        def test_half(cert_trace):
+            cert_trace.expect(next(half), CONTEXT)
+        """
+    )
+    result = project.runpytest("--cert-strict")
+    result.assert_outcomes(failed=1)
+    stats = evidence.test("test_half")["statistical"]
+    assert (stats["passed"], stats["failed"], stats["not_measured"]) == (5, 0, 5)
+    result.stdout.fnmatch_lines(
+        ["*CertStatisticalError: pass rate 5/5 = 1.00*not every run could be measured*"]
+    )
+    assert evidence.test("test_half")["violations"][0]["kind"] == "not_measured"
+
+
+def test_record_refuses_an_invalid_record(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import pytest
+
+        def test_bad_record(cert_trace):
+            r = cert_trace.record(provider="openai", model="gpt-4o-mini", input_tokens=1, output_tokens=1)
+            with pytest.raises(ValueError, match="the record is not valid.*span_id"):
+                cert_trace.record(r.replace(span_id="x"))
+        """
+    )
+    project.runpytest().assert_outcomes(passed=1)

@@ -164,7 +164,9 @@ class Collect:
         records.append(record)
 
 with cert_core.recording(Collect()):
-    client.messages.create(model="claude-3-5-haiku-latest", max_tokens=5, messages=[{"role": "user", "content": "?"}])
+    client.messages.create(
+        model="claude-3-5-haiku-latest", max_tokens=5, messages=[{"role": "user", "content": "?"}]
+    )
 assert [r.provider for r in records] == ["anthropic"], records
 cert_core.uninstrument()
 assert not hasattr(_base_client.SyncAPIClient.request, "__cert_original__")
@@ -178,6 +180,30 @@ def test_on_import_patches_an_sdk_when_the_application_imports_it() -> None:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", ON_IMPORT_SCRIPT], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", ON_IMPORT_SCRIPT], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_a_patch_that_fails_midway_leaves_the_sdk_untouched() -> None:
+    import types
+
+    import pytest
+
+    from cert_core.connectors import _patch
+
+    class SyncAPIClient:
+        def request(self) -> None: ...
+
+        def _process_response(self) -> None: ...
+
+    class AsyncAPIClient:  # lacks _process_response: the third wrap fails
+        async def request(self) -> None: ...
+
+    base = types.SimpleNamespace(SyncAPIClient=SyncAPIClient, AsyncAPIClient=AsyncAPIClient)
+    before = dict(SyncAPIClient.__dict__), dict(AsyncAPIClient.__dict__)
+    with pytest.raises(KeyError):
+        _patch("openai", base)
+    assert (dict(SyncAPIClient.__dict__), dict(AsyncAPIClient.__dict__)) == before
