@@ -265,6 +265,8 @@ class CertSession:
         self._workers: set[str] = set()
         self._payloads: list[tuple[str, str | None]] = []
         self._checked = False
+        self._has_result_hooks = True
+        self._junit = True
         self.decode_errors: list[str] = []
         self._test_hooks = _TestHooks(self)
         self._receiver = _ReportReceiver(self)
@@ -286,6 +288,10 @@ class CertSession:
         self._recorder_added = True
         self._errors_baseline = _instrumentation_errors()
         self.config.pluginmanager.register(self._test_hooks, self.NAME + "-tests")
+        # Conftests are registered by the time collection ends (when this usually runs).
+        self._has_result_hooks = bool(self.config.hook.pytest_cert_test_result.get_hookimpls())
+        # JUnit properties only when a JUnit file is written (in a worker: when the run asks one).
+        self._junit = bool(getattr(self.config.option, "xmlpath", None))
         if not self.is_worker:
             self._listen()
 
@@ -445,9 +451,19 @@ class CertSession:
             from cert_core import json_fallback
 
             result = self._test_result(item, state)
-            item.ihook.pytest_cert_test_result(item=item, result=result)
-            report.user_properties.extend(_junit_properties(result))
-            payload = msgspec.json.encode((result, state.records), enc_hook=json_fallback)
+            if self._has_result_hooks:  # item.ihook costs a conftest lookup: only when used
+                try:
+                    item.ihook.pytest_cert_test_result(item=item, result=result)
+                except Exception as exc:  # a broken user hook must not crash the run
+                    result["extra"]["hook_error"] = f"pytest_cert_test_result: {type(exc).__name__}: {exc}"
+            if self._junit:
+                report.user_properties.extend(_junit_properties(result))
+            try:
+                payload = msgspec.json.encode((result, state.records), enc_hook=json_fallback)
+            except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+                # A record holding something JSON cannot carry: keep the result, say what was lost.
+                result["extra"]["records_error"] = f"{len(state.records)} record(s) not kept: {exc}"
+                payload = msgspec.json.encode((result, []), enc_hook=json_fallback)
             report.user_properties.append((RESULT_PROPERTY, payload.decode()))
             # Items live until the session ends: drop what the payload now carries.
             state.records, state.measurements = [], []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -55,7 +54,8 @@ def _write(cs: CertSession, tr: pytest.TerminalReporter) -> None:
     tests, totals = results["tests"], results["totals"]
     tr.write_sep("-", "cert")
     if tests and not quiet:
-        width = min(max(len(t["nodeid"]) for t in tests), max(20, shutil.get_terminal_size().columns - 60))
+        columns = cs.config.get_terminal_writer().fullwidth
+        width = min(max(len(t["nodeid"]) for t in tests), max(20, columns - 60))
         tr.write_line(
             f"{'test':<{width}} {'conf':>6} {'thresh':>6} {'gate':>5} {'calls':>5} {'tokens':>8} "
             f"{'cost':>11} {'slowest':>8}"
