@@ -84,8 +84,13 @@ def last_commit(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> d
 
 def metric_definitions() -> dict[str, Any]:
     """What the accuracy metric is, for the manifest: components, combination, presets, model."""
-    from .measure import DEFAULT_MODEL, METRIC, PRESETS
-    from .measure._semantic import KNOWN_WEIGHTS
+    from importlib.resources import files
+
+    from ._metric import DEFAULT_MODEL, KNOWN_WEIGHTS, METRIC, PRESETS_FILE
+
+    # The presets file itself, not the measurement package: a manifest must not load models'
+    # code (tests check that the two agree).
+    presets = json.loads(files("cert_core").joinpath(PRESETS_FILE).read_text("utf-8"))["presets"]
 
     return {
         "metric": METRIC,
@@ -102,12 +107,12 @@ def metric_definitions() -> dict[str, Any]:
         "model": {"name": DEFAULT_MODEL, "sha256": KNOWN_WEIGHTS.get(DEFAULT_MODEL)},
         "presets": {
             name: {
-                "threshold": p.threshold,
-                "weights": p.weights,
-                "description": p.description,
-                "source": p.source,
+                "threshold": float(p["threshold"]),
+                "weights": {k: float(v) for k, v in p["weights"].items()},
+                "description": p.get("description", ""),
+                "source": p.get("source", {}),
             }
-            for name, p in sorted(PRESETS.items())
+            for name, p in sorted(presets.items())
         },
         "statistical_gate": "repeated runs pass when the lower bound of the two-sided Wilson score "
         "interval of the pass rate, at the stated confidence, reaches min_pass_rate",

@@ -33,7 +33,8 @@ __all__ = [
     "measure_many",
 ]
 
-METRIC = "cert.measure/1"
+from .._metric import METRIC
+
 COMPONENTS = ("semantic", "grounding", "entailment")
 # Texts beyond this are refused rather than embedded for minutes: a reference is a retrieved
 # context or a gold answer, not a corpus.

