@@ -243,6 +243,9 @@ class _PriceBook:
                     else override.cache_write_per_mtok / _MTOK,
                     source=f"override {override.where}",
                 )
+        cached = _rates_cache.get(provider, model)
+        if cached is not None:
+            return cached
         try:
             provider_info, model_info = _genai_find(provider, model)
         except LookupError as exc:
@@ -271,13 +274,15 @@ class _PriceBook:
             value = table.get(key)
             return None if value is None else float(value) / _MTOK
 
-        return _Rates(
+        rates = _Rates(
             input=float(table["input_mtok"]) / _MTOK,
             output=float(table["output_mtok"]) / _MTOK,
             cache_read=rate("cache_read_mtok"),
             cache_write=rate("cache_write_mtok"),
             source=f"genai-prices {self.genai_version()} ({provider_info.id}/{model_info.id})",
         )
+        _rates_cache.put(provider, model, rates)
+        return rates
 
     def genai_version(self) -> str:
         if self._genai_version is None:
@@ -287,6 +292,89 @@ class _PriceBook:
         return self._genai_version
 
 
+class _RatesCache:
+    """Flat rates genai-prices gave for a (provider, model), kept on disk per genai-prices version.
+
+    Loading genai-prices' data takes about 60 ms; a test session that prices the same few models
+    every run reads them from ``<cache dir>/pytest-cert/prices-<version>.json`` instead (the cache
+    dir: ``CERT_CACHE_DIR``, else ``XDG_CACHE_HOME``, else ``~/.cache``; ``CERT_CACHE_DIR=off``
+    switches it off). Only flat token prices are kept; a file that cannot be read or written is
+    ignored: the cache only ever saves time.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._path: Path | None = None
+        self._rates: dict[str, list[Any]] | None = None
+
+    def _file(self) -> Path | None:
+        if self._path is None:
+            from importlib.metadata import PackageNotFoundError, version
+
+            base = os.environ.get("CERT_CACHE_DIR")
+            if base == "off":
+                return None
+            try:
+                genai = version("genai-prices")
+            except PackageNotFoundError:
+                return None
+            root = Path(base) if base else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+            self._path = root / "pytest-cert" / f"prices-{genai}.json"
+        return self._path
+
+    def _load(self) -> dict[str, list[Any]]:
+        if self._rates is None:
+            rates: dict[str, list[Any]] = {}
+            path = self._file()
+            if path is not None:
+                try:
+                    data = msgspec.json.decode(path.read_bytes(), type=dict[str, list[Any]])
+                    rates = {k: v for k, v in data.items() if _valid_entry(v)}
+                except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+                    rates = {}
+            self._rates = rates
+        return self._rates
+
+    def get(self, provider: str | None, model: str) -> _Rates | None:
+        entry = self._load().get(f"{provider}\x00{model}")
+        if entry is None:
+            return None
+        inp, out, cache_read, cache_write, source = entry
+        return _Rates(input=inp, output=out, cache_read=cache_read, cache_write=cache_write, source=source)
+
+    def put(self, provider: str | None, model: str, rates: _Rates) -> None:
+        with self._lock:
+            table = self._load()
+            table[f"{provider}\x00{model}"] = [
+                rates.input,
+                rates.output,
+                rates.cache_read,
+                rates.cache_write,
+                rates.source,
+            ]
+            path = self._file()
+            if path is None:
+                return
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                tmp.write_bytes(msgspec.json.encode(table))
+                tmp.replace(path)
+            except OSError:
+                pass  # a read-only home: pricing works, only slower to start
+
+
+def _valid_entry(entry: list[Any]) -> bool:
+    numbers = entry[:4]
+    return (
+        len(entry) == 5
+        and all(type(v) is float and math.isfinite(v) and v >= 0 for v in numbers[:2])
+        and all(v is None or (type(v) is float and math.isfinite(v) and v >= 0) for v in numbers[2:])
+        and type(entry[4]) is str
+    )
+
+
+_rates_cache = _RatesCache()
 _book = _PriceBook()
 
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
@@ -11,6 +13,9 @@ import cert_core
 from cert_core import TraceRecord, format_timestamp, new_span_id, new_trace_id
 
 pytest_plugins = ["pytester"]
+
+# The price cache of this test run (and of the processes it starts) stays out of the user's home.
+os.environ["CERT_CACHE_DIR"] = tempfile.mkdtemp(prefix="cert-cache-")
 
 
 def make_record(i: int = 0, **changes: Any) -> TraceRecord:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -672,3 +673,35 @@ def test_missing_price_file_error_names_the_file(tmp_path: Path) -> None:
 
     assert str(path) in str(excinfo.value)
     assert isinstance(excinfo.value, ValueError)
+
+
+PRICE_CACHE_SCRIPT = """
+import sys
+from cert_core import Usage, price_call
+
+price = price_call("openai", "gpt-4o-mini-2024-07-18", Usage(input_tokens=1000, output_tokens=100))
+print(price.cost_usd, price.source, "genai_prices" in sys.modules)
+"""
+
+
+def test_flat_rates_are_cached_on_disk_per_genai_prices_version(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CERT_CACHE_DIR": str(tmp_path)}
+
+    def run() -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", PRICE_CACHE_SCRIPT], env=env, capture_output=True, text=True, check=True
+        )
+        return done.stdout.split()
+
+    first, second = run(), run()
+    assert first[-1] == "True"  # priced by genai-prices, which wrote the cache
+    assert second[-1] == "False"  # the cache answered: genai-prices not even imported
+    assert first[:-1] == second[:-1]
+    (cache,) = (tmp_path / "pytest-cert").glob("prices-*.json")
+    cache.write_text("{not json")  # a damaged cache is ignored, never trusted
+    assert run()[:-1] == first[:-1]
+    env["CERT_CACHE_DIR"] = "off"
+    assert run()[-1] == "True"
