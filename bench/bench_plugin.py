@@ -8,6 +8,9 @@ interleaved, each several times.
   in for the network), budgets on (``--cert-test-budget``, ``--cert-budget``), against the same
   suite and options with ``--cert-no-instrument`` (no call recorded).
 
+Each configuration runs once first to warm up (byte-code caches, the price cache), as on a
+developer's machine after the first run.
+
 Overheads compare the fastest run of each configuration, by process CPU time (user + system):
 on a shared machine other work only ever adds time, so the minimum is the estimate least
 disturbed by it (as ``timeit`` advises). Medians, and wall-clock figures, are printed beside.
