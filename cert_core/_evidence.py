@@ -66,7 +66,11 @@ def git_state(root: str | os.PathLike[str]) -> dict[str, Any]:
     cwd = Path(root)
     commit = _git(["rev-parse", "HEAD"], cwd)
     if commit is None:
-        return {"commit": None, "dirty": None, "reason": "not a git repository (or git unavailable)"}
+        if _git(["rev-parse", "--git-dir"], cwd) is not None:
+            reason = "a git repository without commits"
+        else:
+            reason = "not a git repository, git is not installed, or git refused the folder (safe.directory)"
+        return {"commit": None, "dirty": None, "reason": reason}
     status = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
     branch = _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd)
     return {"commit": commit, "dirty": bool(status), "branch": branch}
