@@ -66,60 +66,36 @@ def write_suite(folder: Path, tests: int, calling: bool, per_file: int = 100) ->
         (folder / f"test_{start // per_file:03d}.py").write_text(body)
 
 
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
+# Byte-code caches on, as in an installed package (the warm-up run writes them).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def _pytest(folder: Path, command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{command[0]} failed in {folder}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done
+
+
 def run(folder: Path, args: list[str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one pytest process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *args],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        # Byte-code caches on, as in an installed package (the warm-up run writes them).
-        env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
-        check=False,
-    )
+    _pytest(folder, [*PYTEST, *args], ENV)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(
-            f"pytest failed in {folder} with {args}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-        )
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
 
 
 def instructions(folder: Path, args: list[str]) -> int:
     """CPU instructions one pytest process executes, counted by valgrind's callgrind."""
-    done = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:randomly",
-            *args,
-        ],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        env={
-            **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
-            "PYTHONHASHSEED": "0",
-        },
-        check=False,
-    )
+    valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    done = _pytest(folder, [*valgrind, *PYTEST, *args], {**ENV, "PYTHONHASHSEED": "0"})
     match = re.search(r"Collected : (\d+)", done.stderr)
-    if done.returncode != 0 or match is None:
-        raise SystemExit(
-            f"valgrind run failed in {folder} with {args}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-        )
+    if match is None:
+        raise SystemExit(f"valgrind printed no instruction count in {folder}:\n{done.stderr[-2000:]}")
     return int(match.group(1))
 
 

@@ -28,6 +28,7 @@ from ._store import TraceWriter
 __all__ = [
     "MANIFEST_SCHEMA",
     "RESULTS_SCHEMA",
+    "format_usd",
     "git_state",
     "last_commit",
     "metric_definitions",
@@ -123,7 +124,8 @@ def metric_definitions() -> dict[str, Any]:
     }
 
 
-def _fmt_usd(value: float | None) -> str:
+def format_usd(value: float | None) -> str:
+    """``$0.000027`` (trailing zeros cut), ``$0`` for nothing, ``-`` for unknown."""
     return "-" if value is None else f"${value:.6f}".rstrip("0").rstrip(".") if value else "$0"
 
 
@@ -149,9 +151,9 @@ def summary_markdown(results: Mapping[str, Any], sections: Iterable[tuple[str, s
         f"## pytest-cert: {heading}",
         "",
         f"{totals['tests']} test(s) with cert checks or LLM calls, {totals['calls']} LLM call(s), "
-        f"{totals['input_tokens'] + totals['output_tokens']:,} tokens, cost {_fmt_usd(totals['cost_usd'])}"
+        f"{totals['input_tokens'] + totals['output_tokens']:,} tokens, cost {format_usd(totals['cost_usd'])}"
         + (
-            f" (plus {_fmt_usd(totals['replayed_cost_usd'])} replayed from cassettes, not spent)"
+            f" (plus {format_usd(totals['replayed_cost_usd'])} replayed from cassettes, not spent)"
             if totals["replayed_calls"]
             else ""
         )
@@ -177,7 +179,7 @@ def summary_markdown(results: Mapping[str, Any], sections: Iterable[tuple[str, s
             latency = "-" if t["latency_ms"] is None else f"{t['latency_ms']:.0f} ms"
             lines.append(
                 f"| `{_cell(t['nodeid'])}` | {confidence} | {_threshold(t['threshold'])} | {t['verdict']} | "
-                f"{t['calls']} | {t['input_tokens'] + t['output_tokens']:,} | {_fmt_usd(t['cost_usd'])} | "
+                f"{t['calls']} | {t['input_tokens'] + t['output_tokens']:,} | {format_usd(t['cost_usd'])} | "
                 f"{latency} |"
             )
         lines.append("")

@@ -309,13 +309,13 @@ class _RatesCache:
 
     def _file(self) -> Path | None:
         if self._path is None:
-            from importlib.metadata import PackageNotFoundError, version
+            from importlib.metadata import PackageNotFoundError
 
             base = os.environ.get("CERT_CACHE_DIR")
             if base == "off":
                 return None
             try:
-                genai = version("genai-prices")
+                genai = _book.genai_version()
             except PackageNotFoundError:
                 return None
             root = Path(base) if base else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")

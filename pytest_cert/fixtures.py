@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .totals import CallTotals
+
 if TYPE_CHECKING:
     from cert_core import TraceRecord
     from cert_core.measure import Measurement
@@ -40,44 +42,47 @@ class CertTrace:
     def llm_records(self) -> list[TraceRecord]:
         return [r for r in self._state.records if r.kind == "llm"]
 
+    def _totals(self) -> CallTotals:
+        return CallTotals.of(self._state.records)
+
     @property
     def calls(self) -> int:
         """Number of LLM calls."""
-        return len(self.llm_records)
+        return self._totals().calls
 
     @property
     def cost_usd(self) -> float:
         """Known cost of the test's real (not replayed) LLM calls, in USD; see :attr:`unknown_price_calls`."""
-        return sum(r.cost_usd or 0.0 for r in self.llm_records if not r.replayed)
+        return self._totals().cost_usd
 
     @property
     def unknown_price_calls(self) -> int:
         """Calls whose price is unknown (their cost is not in :attr:`cost_usd`)."""
-        return sum(1 for r in self.llm_records if r.cost_usd is None and r.error is None)
+        return self._totals().unknown_price
 
     @property
     def tokens(self) -> int:
         """Input plus output tokens of all LLM calls."""
-        return sum(r.usage.total_tokens for r in self.llm_records if r.usage is not None)
+        totals = self._totals()
+        return totals.input_tokens + totals.output_tokens
 
     @property
     def input_tokens(self) -> int:
-        return sum(r.usage.input_tokens for r in self.llm_records if r.usage is not None)
+        return self._totals().input_tokens
 
     @property
     def output_tokens(self) -> int:
-        return sum(r.usage.output_tokens for r in self.llm_records if r.usage is not None)
+        return self._totals().output_tokens
 
     @property
     def latency_ms(self) -> float | None:
         """Latency of the slowest LLM call (what ``max_latency_ms`` bounds); ``None`` without calls."""
-        calls = self.llm_records
-        return max(r.duration_ms for r in calls) if calls else None
+        return self._totals().latency_ms
 
     @property
     def total_latency_ms(self) -> float:
         """Summed latency of all LLM calls."""
-        return sum(r.duration_ms for r in self.llm_records)
+        return self._totals().total_latency_ms
 
     @property
     def measurements(self) -> list[Measurement]:

@@ -180,9 +180,7 @@ def unreachable(n: int, min_pass_rate: float, confidence: float) -> str | None:
     if min_pass_rate >= 1.0:
         need = "a min_pass_rate below 1 (no finite number of runs proves a rate of 1)"
     else:
-        from statistics import NormalDist
-
-        z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2.0)
+        z = _z(confidence)
         runs = math.ceil(min_pass_rate * z * z / (1.0 - min_pass_rate))
         while wilson_interval(runs, runs, confidence)[0] < min_pass_rate:
             runs += 1
@@ -193,6 +191,13 @@ def unreachable(n: int, min_pass_rate: float, confidence: float) -> str | None:
     )
 
 
+def _z(confidence: float) -> float:
+    """The normal quantile of a two-sided interval at ``confidence``."""
+    from statistics import NormalDist  # imported on use: the inert plugin stays light
+
+    return NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2.0)
+
+
 def wilson_interval(passed: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Two-sided Wilson score interval of a pass rate ``passed / n`` at ``confidence``."""
     if n <= 0:
@@ -201,9 +206,7 @@ def wilson_interval(passed: int, n: int, confidence: float = 0.95) -> tuple[floa
         raise ValueError(f"passed must be between 0 and n={n}, got {passed}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    from statistics import NormalDist  # imported on use: the inert plugin stays light
-
-    z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2.0)
+    z = _z(confidence)
     p = passed / n
     denominator = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .gate import Violation
+from .totals import CallTotals
 
 if TYPE_CHECKING:
     from .session import CertSession
@@ -19,16 +20,13 @@ if TYPE_CHECKING:
 __all__ = ["build_results", "session_violations", "totals", "write_session_evidence"]
 
 
-def _real_cost(records: list[Any]) -> float:
-    return sum(r.cost_usd or 0.0 for r in records if r.kind == "llm" and not r.replayed)
-
-
 def session_violations(cs: CertSession) -> list[Violation]:
     """Checks over the whole run: the session budget, and (strict) calls outside tests with an
     unknown price. Per-test violations failed their tests already."""
     found = []
     budget = cs.settings.budget
-    spent = sum(t["cost_usd"] for t in cs.results) + _real_cost(cs.session_records)
+    outside = CallTotals.of(cs.session_records)
+    spent = sum(t["cost_usd"] for t in cs.results) + outside.cost_usd
     if budget is not None and spent > budget:
         found.append(
             Violation(
@@ -36,24 +34,21 @@ def session_violations(cs: CertSession) -> list[Violation]:
                 f"cost {spent:.6f} USD > session budget {budget:.6f} USD ({cs.settings.sources['budget']})",
             )
         )
-    if cs.settings.strict:
-        unknown = [
-            r for r in cs.session_records if r.kind == "llm" and r.cost_usd is None and r.error is None
-        ]
-        if unknown:
-            found.append(
-                Violation(
-                    "unknown_price",
-                    f"{len(unknown)} call(s) outside tests with unknown price, e.g. "
-                    f"{unknown[0].provider}/{unknown[0].request_model} (--cert-strict)",
-                )
+    first = outside.first_unknown
+    if cs.settings.strict and first is not None:
+        found.append(
+            Violation(
+                "unknown_price",
+                f"{outside.unknown_price} call(s) outside tests with unknown price, e.g. "
+                f"{first.provider}/{first.request_model} (--cert-strict)",
             )
+        )
     return found
 
 
 def totals(tests: list[dict[str, Any]], session_records: list[Any]) -> dict[str, Any]:
     """Sums over the tests and the calls made outside any test (equal with and without xdist)."""
-    outside = [r for r in session_records if r.kind == "llm"]
+    outside = CallTotals.of(session_records)
     measurements = [m for t in tests for m in t["measurements"]]
     # An xfailed test's failed check was expected: counted apart.
     verdicts = ["xfailed" if t["outcome"] == "xfailed" else t["verdict"] for t in tests]
@@ -62,26 +57,21 @@ def totals(tests: list[dict[str, Any]], session_records: list[Any]) -> dict[str,
         "verdicts": {
             v: verdicts.count(v) for v in ("passed", "failed", "not measured", "no check", "xfailed")
         },
-        "calls": sum(t["calls"] for t in tests) + len(outside),
-        "errors": sum(t["errors"] for t in tests) + sum(1 for r in outside if r.error is not None),
-        "input_tokens": sum(t["input_tokens"] for t in tests)
-        + sum(r.usage.input_tokens for r in outside if r.usage is not None),
-        "output_tokens": sum(t["output_tokens"] for t in tests)
-        + sum(r.usage.output_tokens for r in outside if r.usage is not None),
-        "cost_usd": round(sum(t["cost_usd"] for t in tests) + _real_cost(outside), 10),
-        "unknown_price_calls": sum(t["unknown_price_calls"] for t in tests)
-        + sum(1 for r in outside if r.cost_usd is None and r.error is None),
-        "replayed_calls": sum(t["replayed_calls"] for t in tests) + sum(1 for r in outside if r.replayed),
+        "calls": sum(t["calls"] for t in tests) + outside.calls,
+        "errors": sum(t["errors"] for t in tests) + outside.errors,
+        "input_tokens": sum(t["input_tokens"] for t in tests) + outside.input_tokens,
+        "output_tokens": sum(t["output_tokens"] for t in tests) + outside.output_tokens,
+        "cost_usd": round(sum(t["cost_usd"] for t in tests) + outside.cost_usd, 10),
+        "unknown_price_calls": sum(t["unknown_price_calls"] for t in tests) + outside.unknown_price,
+        "replayed_calls": sum(t["replayed_calls"] for t in tests) + outside.replayed_calls,
         "replayed_cost_usd": round(
-            sum(t["replayed_cost_usd"] for t in tests)
-            + sum(r.cost_usd or 0.0 for r in outside if r.replayed),
-            10,
+            sum(t["replayed_cost_usd"] for t in tests) + outside.replayed_cost_usd, 10
         ),
         "measurements": len(measurements),
         "measurements_passed": sum(1 for m in measurements if m["passed"] is True),
         "measurements_failed": sum(1 for m in measurements if m["passed"] is False),
         "measurements_not_measured": sum(1 for m in measurements if m["passed"] is None),
-        "calls_outside_tests": len(outside),
+        "calls_outside_tests": outside.calls,
     }
 
 
@@ -193,7 +183,7 @@ def write_session_evidence(cs: CertSession, session: pytest.Session, exitstatus:
     if not folder.is_absolute():
         folder = cs.config.invocation_params.dir / folder
     try:
-        cs.evidence = write_evidence(
+        write_evidence(
             folder,
             results=results,
             records=records,

@@ -14,7 +14,6 @@ xdist; only the controller writes the evidence folder.
 from __future__ import annotations
 
 import gc
-import json
 import time
 import warnings
 from collections.abc import Callable, Generator, Sequence
@@ -39,6 +38,7 @@ from .gate import (
     unreachable,
 )
 from .plugin import DEFAULT_REPORT_DIR, OPTIONS
+from .totals import CallTotals
 
 if TYPE_CHECKING:
     from cert_core import TraceRecord
@@ -252,7 +252,6 @@ class CertSession:
         self.instrumented: list[str] = []
         self.instrumentation_errors = 0
         self.session_violations: list[Violation] = []
-        self.evidence: dict[str, Any] | None = None
         self.evidence_error: str | None = None
         self.evidence_dir: Any = None
         self.results_doc: dict[str, Any] | None = None
@@ -265,6 +264,7 @@ class CertSession:
         self._workers: set[str] = set()
         self._payloads: list[tuple[str, str | None]] = []
         self._checked = False
+        self._ran = False  # a test report arrived (not --collect-only or a collection error)
         self._has_result_hooks = True
         self._junit = True
         self.decode_errors: list[str] = []
@@ -472,7 +472,7 @@ class CertSession:
         return report
 
     def runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.config.stash[_RAN_KEY] = True
+        self._ran = True
         # Controller (or a run without xdist): take the result out of the report, so JUnit XML
         # shows only the flat cert.* properties.
         if self.is_worker or report.when != "teardown":
@@ -563,41 +563,38 @@ class CertSession:
         """Budget, latency and price checks when the test body ends; raise if it had passed."""
         __tracebackhide__ = True
         limits = self._limits(state)
-        llm = [r for r in state.records if r.kind == "llm"]
+        totals = CallTotals.of(state.records)
         found: list[Violation] = []
         budget, budget_source = limits["budget"]
-        cost = sum(r.cost_usd or 0.0 for r in llm if not r.replayed)
-        if budget is not None and cost > budget:
+        if budget is not None and totals.cost_usd > budget:
             found.append(
                 Violation(
                     "budget",
-                    f"cost {cost:.6f} USD > budget {budget:.6f} USD ({budget_source}) "
-                    f"over {len(llm)} call(s)",
+                    f"cost {totals.cost_usd:.6f} USD > budget {budget:.6f} USD ({budget_source}) "
+                    f"over {totals.calls} call(s)",
                 )
             )
-        unknown = [r for r in llm if r.cost_usd is None and r.error is None]
-        if unknown:
-            first = unknown[0]
+        first = totals.first_unknown
+        if first is not None:
             text = (
-                f"{len(unknown)} call(s) with unknown price, e.g. {first.provider}/{first.request_model}: "
-                f"{first.price_error or 'no price'}"
+                f"{totals.unknown_price} call(s) with unknown price, e.g. "
+                f"{first.provider}/{first.request_model}: {first.price_error or 'no price'}"
             )
             if self.settings.strict:
                 found.append(Violation("unknown_price", text + " (--cert-strict)"))
             else:
                 self._warn(state, "price", text + "; their cost is not counted (fails under --cert-strict)")
         bound, bound_source = limits["latency"]
-        if bound is not None and llm:
-            slowest = max(llm, key=lambda r: r.duration_ms)
-            if slowest.duration_ms > bound:
-                found.append(
-                    Violation(
-                        "latency",
-                        f"slowest call {slowest.duration_ms:.1f} ms > max_latency_ms {bound:g} ms "
-                        f"({bound_source}): {slowest.provider}/{slowest.request_model}"
-                        + (" (recorded latency of a replayed call)" if slowest.replayed else ""),
-                    )
+        slowest = totals.slowest
+        if bound is not None and slowest is not None and slowest.duration_ms > bound:
+            found.append(
+                Violation(
+                    "latency",
+                    f"slowest call {slowest.duration_ms:.1f} ms > max_latency_ms {bound:g} ms "
+                    f"({bound_source}): {slowest.provider}/{slowest.request_model}"
+                    + (" (recorded latency of a replayed call)" if slowest.replayed else ""),
                 )
+            )
         state.violations.extend(found)
         if found and raising:
             raise CertGateError("\n".join(v.message for v in found), found)
@@ -670,18 +667,10 @@ class CertSession:
         elif not isinstance(record, cert_core.TraceRecord):
             raise TypeError(f"cert_trace.record() takes a TraceRecord, got {type(record).__name__}")
         else:
-            import msgspec
-
-            from cert_core._records import check_formats
-
-            try:  # constraints are checked on decoding, not on construction: check them now
-                encoded = msgspec.json.encode(record, enc_hook=cert_core.json_fallback)
-                msgspec.json.decode(encoded, type=cert_core.TraceRecord)
-            except msgspec.ValidationError as exc:
+            try:  # constraints are checked when a record is read, not when it is built: now
+                cert_core.TraceRecord.from_dict(record.to_dict())
+            except cert_core.RecordError as exc:
                 raise ValueError(f"cert_trace.record(): the record is not valid: {exc}") from None
-            problem = check_formats(record)
-            if problem is not None:
-                raise ValueError(f"cert_trace.record(): the record is not valid: {problem}")
         before = len(state.records)
         previous, self.current = self.current, state
         try:
@@ -763,28 +752,7 @@ class CertSession:
     def _test_result(self, item: pytest.Item, state: TestState) -> dict[str, Any]:
         import msgspec
 
-        calls = errors = tokens_in = tokens_out = unknown = replayed = 0
-        cost = replayed_cost = total_latency = 0.0
-        slowest: float | None = None
-        for r in state.records:  # one pass: this runs after every test
-            if r.kind != "llm":
-                continue
-            calls += 1
-            if r.error is not None:
-                errors += 1
-            elif r.cost_usd is None:
-                unknown += 1
-            if r.usage is not None:
-                tokens_in += r.usage.input_tokens
-                tokens_out += r.usage.output_tokens
-            if r.replayed:
-                replayed += 1
-                replayed_cost += r.cost_usd or 0.0
-            else:
-                cost += r.cost_usd or 0.0
-            total_latency += r.duration_ms
-            if slowest is None or r.duration_ms > slowest:
-                slowest = r.duration_ms
+        totals = CallTotals.of(state.records)
         name: str | None
         limit: float | None
         source: str | None
@@ -828,16 +796,16 @@ class CertSession:
             "max_latency_ms": limits["latency"][0],
             "latency_source": limits["latency"][1],
             "measurements": measurements,
-            "calls": calls,
-            "errors": errors,
-            "input_tokens": tokens_in,
-            "output_tokens": tokens_out,
-            "cost_usd": round(cost, 10),
-            "unknown_price_calls": unknown,
-            "replayed_calls": replayed,
-            "replayed_cost_usd": round(replayed_cost, 10),
-            "latency_ms": None if slowest is None else round(slowest, 3),
-            "total_latency_ms": round(total_latency, 3),
+            "calls": totals.calls,
+            "errors": totals.errors,
+            "input_tokens": totals.input_tokens,
+            "output_tokens": totals.output_tokens,
+            "cost_usd": round(totals.cost_usd, 10),
+            "unknown_price_calls": totals.unknown_price,
+            "replayed_calls": totals.replayed_calls,
+            "replayed_cost_usd": round(totals.replayed_cost_usd, 10),
+            "latency_ms": None if totals.latency_ms is None else round(totals.latency_ms, 3),
+            "total_latency_ms": round(totals.total_latency_ms, 3),
             "spans": [r.span_id for r in state.records],
             "statistical": state.statistical.to_dict() if state.statistical is not None else None,
             "violations": [v.to_dict() for v in state.violations],
@@ -871,15 +839,14 @@ class CertSession:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.is_worker:
             if self.active:
+                import msgspec
+
+                from cert_core import json_fallback
+
                 workeroutput: dict[str, Any] = self.config.workeroutput  # type: ignore[attr-defined]
-                workeroutput["cert"] = json.dumps(
-                    {
-                        "records": [r.to_dict() for r in self.session_records],
-                        "instrumented": self.instrumented,
-                        "instrumentation_errors": _instrumentation_errors() - self._errors_baseline,
-                    },
-                    default=str,
-                )
+                errors = _instrumentation_errors() - self._errors_baseline
+                body = (self.session_records, self.instrumented, errors)
+                workeroutput["cert"] = msgspec.json.encode(body, enc_hook=json_fallback).decode()
             return
         if not self.active or not self._ran_tests():
             return
@@ -899,20 +866,28 @@ class CertSession:
             or getattr(option, "show_fixtures_per_test", False)
         ):
             return False
-        return bool(self.results or self.session_records or self.config.stash.get(_RAN_KEY, False))
+        return self._ran or bool(self.session_records)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         data = getattr(node, "workeroutput", {}).get("cert")
         if not data:
             return
+        import msgspec
+
         from cert_core import TraceRecord
 
         self.active = True
-        payload = json.loads(data)
-        self.session_records.extend(TraceRecord.from_dict(r) for r in payload["records"])
-        self.instrumented = sorted(set(self.instrumented) | set(payload["instrumented"]))
-        self.instrumentation_errors += int(payload["instrumentation_errors"])
+        try:
+            records, instrumented, errors = msgspec.json.decode(
+                data, type=tuple[list[TraceRecord], list[str], int]
+            )
+        except msgspec.ValidationError as exc:  # never an INTERNALERROR: report it
+            self.decode_errors.append(f"calls outside tests on {getattr(node, 'gateway', node)}: {exc}")
+            return
+        self.session_records.extend(records)
+        self.instrumented = sorted(set(self.instrumented) | set(instrumented))
+        self.instrumentation_errors += errors
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.is_worker or not self.active:
@@ -925,8 +900,7 @@ class CertSession:
 def _instrumentation_errors() -> int:
     import cert_core
 
-    stats = cert_core.instrumentation_stats()
-    return int(getattr(stats, "errors", 0)) + cert_core.recording_stats().recorder_errors
+    return cert_core.instrumentation_stats().errors + cert_core.recording_stats().recorder_errors
 
 
 def _junit_properties(result: dict[str, Any]) -> list[tuple[str, object]]:
@@ -1059,6 +1033,3 @@ class _ReportReceiver:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.cs.runtest_logreport(report)
-
-
-_RAN_KEY = pytest.StashKey[bool]()

@@ -6,14 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from cert_core._evidence import format_usd
+
 if TYPE_CHECKING:
     from .session import CertSession
 
 __all__ = ["write_summary"]
-
-
-def _usd(value: float) -> str:
-    return f"${value:.6f}".rstrip("0").rstrip(".") if value else "$0"
 
 
 def _row(t: dict[str, Any], width: int) -> str:
@@ -31,7 +29,7 @@ def _row(t: dict[str, Any], width: int) -> str:
     name = t["nodeid"] if len(t["nodeid"]) <= width else "..." + t["nodeid"][-(width - 3) :]
     return (
         f"{name:<{width}} {confidence:>6} {threshold:>6} {verdict:>5} {t['calls']:>5} "
-        f"{t['input_tokens'] + t['output_tokens']:>8,} {_usd(t['cost_usd']):>11} {latency:>8}"
+        f"{t['input_tokens'] + t['output_tokens']:>8,} {format_usd(t['cost_usd']):>11} {latency:>8}"
     )
 
 
@@ -64,14 +62,13 @@ def _write(cs: CertSession, tr: pytest.TerminalReporter) -> None:
             tr.write_line(_row(t, width), red=t["verdict"] == "failed" and t["outcome"] != "xfailed")
     line = (
         f"{totals['tests']} test(s), {totals['calls']} call(s), "
-        f"{totals['input_tokens'] + totals['output_tokens']:,} tokens, cost {_usd(totals['cost_usd'])}"
+        f"{totals['input_tokens'] + totals['output_tokens']:,} tokens, cost {format_usd(totals['cost_usd'])}"
     )
     if cs.settings.budget is not None:
-        line += f" of {_usd(cs.settings.budget)} budget"
+        line += f" of {format_usd(cs.settings.budget)} budget"
     if totals["replayed_calls"]:
-        line += (
-            f"; {totals['replayed_calls']} replayed call(s) ({_usd(totals['replayed_cost_usd'])}, not spent)"
-        )
+        replayed = format_usd(totals["replayed_cost_usd"])
+        line += f"; {totals['replayed_calls']} replayed call(s) ({replayed}, not spent)"
     if totals["unknown_price_calls"]:
         line += f"; {totals['unknown_price_calls']} call(s) with unknown price (not counted)"
     if totals["measurements"]:
