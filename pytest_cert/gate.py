@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "MARKER_KEYS",
+    "RECORD_MODES",
     "CertAccuracyError",
     "CertFailure",
     "CertGateError",
@@ -37,7 +38,12 @@ MARKER_KEYS: Mapping[str, str] = {
     "repeat": "run the test this many times (an integer >= 1)",
     "min_pass_rate": "pass rate whose Wilson lower bound the runs must reach, in [0, 1]",
     "confidence": "confidence level of the Wilson interval, in (0, 1); default 0.95",
+    "record_mode": "this test's cassette record mode: none, once, new_episodes, all or off",
+    "cassette": "this test's cassette file, relative to the cassette folder (e.g. 'shared/faq.json')",
+    "replay_ignore": "request body fields to ignore when matching recordings, e.g. ['metadata.user_id']",
 }
+
+RECORD_MODES = ("none", "once", "new_episodes", "all", "off")
 
 
 class CertWarning(UserWarning):
@@ -106,6 +112,9 @@ class MarkerOptions:
     repeat: int = 1
     min_pass_rate: float | None = None
     confidence: float = 0.95
+    record_mode: str | None = None
+    cassette: str | None = None
+    replay_ignore: tuple[str, ...] | None = None
     given: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -142,6 +151,25 @@ def marker_options(
                     f"preset={value!r}: unknown preset; known: {', '.join(sorted(presets))}"
                 )
             out[key] = value
+        elif key == "record_mode":
+            if value not in RECORD_MODES:
+                raise CertMarkerError(f"record_mode={value!r}: expected {MARKER_KEYS[key]}")
+            out[key] = value
+        elif key == "cassette":
+            if (
+                not isinstance(value, str)
+                or not value.strip()
+                or value.startswith(("/", "\\"))
+                or ".." in value
+            ):
+                raise CertMarkerError(f"cassette={value!r}: expected {MARKER_KEYS[key]}")
+            out[key] = value
+        elif key == "replay_ignore":
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+                raise CertMarkerError(f"replay_ignore={value!r}: expected {MARKER_KEYS[key]}")
+            out[key] = tuple(value)
         elif key == "repeat":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise CertMarkerError(f"repeat={value!r}: expected {MARKER_KEYS[key]}")

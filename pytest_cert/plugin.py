@@ -63,6 +63,23 @@ def preset_name(text: str) -> str:
     return text
 
 
+def record_mode(text: str) -> str:
+    from .gate import RECORD_MODES
+
+    if text not in RECORD_MODES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(RECORD_MODES)}")
+    return text
+
+
+def origin(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(text).strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an origin such as http://127.0.0.1:8765")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def path_text(text: str) -> str:
     if not str(text).strip():
         raise argparse.ArgumentTypeError("an empty path")
@@ -101,6 +118,23 @@ OPTIONS: tuple[Option, ...] = (
         "report", "DIR", path_text, f"Evidence folder written at session end (default: {DEFAULT_REPORT_DIR})"
     ),
     Option("traces", "PATH", path_text, "Also append every trace record of the session to this JSONL file"),
+    Option(
+        "record_mode",
+        "MODE",
+        record_mode,
+        "Replay LLM calls from cassettes: none (replay only; what CI uses), once, new_episodes, all, "
+        "or off (live calls, cassettes ignored)",
+    ),
+    Option(
+        "cassette_dir", "DIR", path_text, "Cassette folder, relative to each test file (default: cassettes)"
+    ),
+    Option(
+        "record_upstream",
+        "URL",
+        origin,
+        "While recording, send requests to this origin (a local stand-in or gateway); cassettes keep "
+        "the URL the app addressed",
+    ),
     Option("strict", None, None, "Fail instead of warn on unknown prices and unmeasured components"),
     Option("no_instrument", None, None, "Do not patch the OpenAI and Anthropic SDKs"),
 )
@@ -124,6 +158,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help=option.help,
             )
             parser.addini(option.ini, f"Default for {option.flag}", type="string", default=None)
+    parser.addini(
+        "cert_replay_ignore",
+        "Request body fields (dotted paths) that cassette matching ignores, one per line",
+        type="linelist",
+        default=[],
+    )
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -136,8 +176,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "cert(threshold=None, preset=None, budget_usd=None, max_latency_ms=None, repeat=1, "
-        "min_pass_rate=None, confidence=0.95): pytest-cert gate settings for this test "
-        "(accuracy threshold, cost budget, latency bound, statistical gate)",
+        "min_pass_rate=None, confidence=0.95, record_mode=None, cassette=None, replay_ignore=None): "
+        "pytest-cert gate settings for this test (accuracy threshold, cost budget, latency bound, "
+        "statistical gate, cassette)",
     )
     from .session import CertSession, read_settings
 

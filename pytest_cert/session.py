@@ -14,6 +14,8 @@ xdist; only the controller writes the evidence folder.
 from __future__ import annotations
 
 import gc
+import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Generator, Sequence
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["CertSession", "Settings", "TestState", "read_settings"]
 
 RESULT_PROPERTY = "cert.result"
+DEFAULT_CASSETTE_DIR = "cassettes"
 #: Longest answer text kept in a result (the full text is in the trace record).
 ANSWER_CHARS = 500
 
@@ -65,12 +68,23 @@ class Settings:
     traces: str | None = None
     strict: bool = False
     no_instrument: bool = False
+    record_mode: str | None = None
+    cassette_dir: str | None = None
+    record_upstream: str | None = None
+    replay_ignore: tuple[str, ...] = ()
     sources: dict[str, str] = field(default_factory=dict)
+    #: Why the record mode in force differs from the one configured (CI lowers the ini's).
+    record_mode_note: str | None = None
 
     @property
     def configured(self) -> bool:
         """A cert option or ini key is in play (``--cert-no-instrument`` alone only switches off)."""
-        return self.strict or any(name not in ("no_instrument", "strict") for name in self.sources)
+        passive = ("no_instrument", "strict", "cassette_dir", "record_upstream", "replay_ignore")
+        return (
+            self.strict
+            or any(name not in passive and name != "record_mode" for name in self.sources)
+            or self.record_mode not in (None, "off")
+        )
 
     @property
     def report_dir(self) -> str:
@@ -87,6 +101,10 @@ class Settings:
             "traces": self.traces,
             "strict": self.strict,
             "instrument": not self.no_instrument,
+            "record_mode": self.record_mode,
+            "cassette_dir": self.cassette_dir or DEFAULT_CASSETTE_DIR,
+            "record_upstream": self.record_upstream,
+            "replay_ignore": list(self.replay_ignore),
             "sources": dict(self.sources),
         }
 
@@ -114,6 +132,19 @@ def read_settings(config: pytest.Config) -> Settings:
             except argparse.ArgumentTypeError as exc:
                 raise pytest.UsageError(f"ini key {option.ini} = {raw!r}: {exc}") from None
         sources[option.name] = f"ini {option.ini}"
+    ignore = tuple(str(v).strip() for v in config.getini("cert_replay_ignore") if str(v).strip())
+    if ignore:
+        values["replay_ignore"], sources["replay_ignore"] = ignore, "ini cert_replay_ignore"
+    mode = values.get("record_mode")
+    if (
+        mode in ("once", "new_episodes")
+        and sources["record_mode"].startswith("ini")
+        and os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    ):
+        # CI replays only: a missing recording fails the build instead of calling a paid API
+        # with whatever key the runner has. An explicit --cert-record-mode still wins.
+        values["record_mode"] = "none"
+        values["record_mode_note"] = f"CI is set: the ini's {mode!r} is lowered to 'none'"
     return Settings(**values, sources=sources)
 
 
@@ -135,6 +166,8 @@ class TestState:
     duration_s: float = 0.0
     warned: set[str] = field(default_factory=set)
     unmeasured_in_runs: list[str] = field(default_factory=list)
+    cassette: Any = None  # the cert_core.replay.Cassette in use while the test runs
+    cassette_info: dict[str, Any] | None = None
 
     @property
     def relevant(self) -> bool:
@@ -143,6 +176,21 @@ class TestState:
 
 
 STATE_KEY = pytest.StashKey[TestState]()
+
+
+_UNSAFE = re.compile(r"[^\w.\-\[\]=,+]+")
+
+
+def cassette_name(item: pytest.Item) -> str:
+    """``test_name.json`` (``Class.test_name[param].json``), safe as a file name on every OS."""
+    name = item.nodeid.split("::", 1)[1] if "::" in item.nodeid else item.name
+    safe = _UNSAFE.sub("_", name.replace("::", ".")).strip("._") or "test"
+    if len(safe) > 120 or safe != name.replace("::", "."):
+        import hashlib
+
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        safe = f"{safe[:100]}-{digest}"
+    return safe + ".json"
 
 
 def _outcome(phases: dict[str, tuple[str, bool]]) -> str:
@@ -360,6 +408,12 @@ class CertSession:
         if s.strict:
             parts.append("strict")
         parts.append("SDKs not instrumented" if s.no_instrument else "SDKs instrumented")
+        if s.record_mode not in (None, "off"):
+            where = s.cassette_dir or DEFAULT_CASSETTE_DIR
+            note = f" ({s.record_mode_note})" if s.record_mode_note else ""
+            parts.append(f"cassettes {s.record_mode} in {where}/{note}")
+            if s.record_upstream:
+                parts.append(f"recording from {s.record_upstream}")
         return "cert: " + ", ".join(parts)
 
     @pytest.hookimpl(trylast=True)
@@ -388,6 +442,8 @@ class CertSession:
             return (yield)
         finally:
             self.current = None
+            # Normally closed at the end of teardown; this covers a protocol cut short.
+            self.close_cassette(item)
 
     def runtest_setup(self, item: pytest.Item) -> None:
         state = self.state_for(item)
@@ -400,6 +456,46 @@ class CertSession:
                 state.options = marker_options([(m.args, m.kwargs) for m in markers], list(PRESETS))
             except CertMarkerError as exc:
                 raise CertMarkerError(f"{item.nodeid}: {exc}") from None
+        self._open_cassette(item, state)
+
+    def _open_cassette(self, item: pytest.Item, state: TestState) -> None:
+        """Put the test's cassette in front of the HTTP clients, from setup to teardown."""
+        options, s = state.options, self.settings
+        mode = options.record_mode or s.record_mode
+        if mode is None or mode == "off":
+            return
+        from cert_core.replay import Cassette, CassetteError
+
+        folder = item.path.parent / (s.cassette_dir or DEFAULT_CASSETTE_DIR)
+        path = (
+            folder / options.cassette if options.cassette else folder / item.path.stem / cassette_name(item)
+        )
+        ignore = options.replay_ignore if options.replay_ignore is not None else s.replay_ignore
+        try:
+            cassette = Cassette(path, mode, ignore=ignore, upstream=s.record_upstream)
+        except CassetteError as exc:
+            raise CassetteError(f"{item.nodeid}: {exc}") from None
+        state.cassette = cassette.__enter__()
+
+    def close_cassette(self, item: pytest.Item) -> None:
+        state = item.stash.get(STATE_KEY, None)
+        cassette = state.cassette if state is not None else None
+        if cassette is None:
+            return
+        assert state is not None
+        state.cassette = None
+        cassette.__exit__(None, None, None)  # saves what was recorded
+        root = self.config.rootpath
+        try:
+            shown = str(cassette.path.relative_to(root))
+        except ValueError:
+            shown = str(cassette.path)
+        state.cassette_info = {
+            "path": shown.replace(os.sep, "/"),
+            "mode": cassette.mode.value,
+            "replayed": cassette.replayed,
+            "recorded": cassette.recorded,
+        }
 
     def pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
         __tracebackhide__ = True
@@ -796,6 +892,7 @@ class CertSession:
             "max_latency_ms": limits["latency"][0],
             "latency_source": limits["latency"][1],
             "measurements": measurements,
+            "cassette": state.cassette_info,
             "calls": totals.calls,
             "errors": totals.errors,
             "input_tokens": totals.input_tokens,
@@ -1016,6 +1113,14 @@ class _TestHooks:
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
         __tracebackhide__ = True
         return (yield from self.cs.runtest_call(item))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, object, object]:
+        try:
+            return (yield)
+        finally:
+            # After the fixtures' teardown (their calls are the test's too), before the report.
+            self.cs.close_cassette(item)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(

@@ -136,6 +136,7 @@ def _observe(call: LlmCall) -> None:
     if response is None:
         raise RuntimeError(f"no HTTP response reached {call.provider} _process_response for this call")
     call.take_request(response.request)
+    call.cassette = response.extensions.get("cert_cassette")
     if not call.stream and hasattr(response, "_content"):  # read already: the usual call
         call.succeeded(msgspec.json.decode(response.content))
     elif "text/event-stream" in response.headers.get("content-type", ""):

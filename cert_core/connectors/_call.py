@@ -190,6 +190,7 @@ class LlmCall:
     __slots__ = (
         "body",
         "capture",
+        "cassette",
         "extractor",
         "first_item_ns",
         "http",
@@ -228,6 +229,7 @@ class LlmCall:
         self.first_item_ns: int | None = None
         self.state: StreamState | None = None
         self.http: Any = None  # the SDK's HTTP response, once _process_response has seen it
+        self.cassette: Any = None  # a cert_core.replay.Entry when a cassette served or recorded it
         self.sent: bytes | None = None  # the request body as it went on the wire
         self.is_async = False
         # Finishing pops this list: list.pop is atomic, so exactly one of the ways a call can
@@ -330,6 +332,20 @@ class LlmCall:
         ttft = None
         if self.stream and self.first_item_ns is not None:
             ttft = (self.first_item_ns - self.t0) / 1e6
+        replayed = None
+        entry = self.cassette
+        if entry is not None:
+            if entry.replayed:
+                # What the call took and cost when it was recorded: a cache hit is neither fast nor free.
+                replayed = True
+                if entry.latency_ms is not None:
+                    duration_ns = int(entry.latency_ms * 1e6)
+                ttft = entry.ttft_ms if self.stream else None
+                if entry.cost_usd is not None:
+                    cost, price_error = entry.cost_usd, None
+                    source = entry.recorded.get("price_source") or source
+            else:
+                entry.note_call(msgspec.to_builtins(usage) if usage is not None else None, cost, source)
         record = TraceRecord(
             schema=SCHEMA,
             trace_id=self.span.trace_id,
@@ -356,6 +372,7 @@ class LlmCall:
             incomplete=incomplete,
             error=error,
             request=self._request_params(body),
+            replayed=replayed,
         )
         record_call(record)
 
@@ -370,6 +387,9 @@ class LlmCall:
         if not self._claim():
             return
         response = getattr(error, "response", None)
+        extensions = getattr(response, "extensions", None)
+        if isinstance(extensions, dict):
+            self.cassette = extensions.get("cert_cassette")
         self.take_request(getattr(response, "request", None) or getattr(error, "request", None))
         self._emit(error=error)
 

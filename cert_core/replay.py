@@ -1,0 +1,949 @@
+"""Cassettes: record LLM calls once, replay them offline, byte for byte, chunk by chunk.
+
+The layer sits in the HTTP client under the SDKs: while a cassette is in use, ``httpx2`` and
+classic ``httpx`` clients (sync and async) route each request an LLM SDK sends through
+:class:`Cassette`, which answers it from the recording or, when its mode allows, sends it on and
+records the answer. Everything above the transport (the SDK's parsing, retries, streaming
+objects, our connectors) runs unchanged, so a replayed call behaves as the live one did.
+
+* **Which requests.** Requests sent by the OpenAI and Anthropic SDKs (they carry the
+  ``x-stainless-lang`` header), plus any host named in ``hosts``. Other HTTP traffic of the
+  test passes through untouched.
+* **Matching.** Method, URL (query parameters in any order) and the JSON body with its keys in
+  any order; ``ignore`` names volatile body fields (dotted paths such as ``metadata.user_id``).
+  Identical requests are answered in the order they were recorded, each recording once.
+* **Modes.** ``none`` never sends a request: one with no recording raises :class:`CassetteMiss`,
+  naming the cassette, the request and the nearest recordings with the field that differed.
+  ``once`` records a cassette that does not exist yet and otherwise acts as ``none``;
+  ``new_episodes`` replays what it has and records the rest; ``all`` records everything anew.
+* **Files.** One JSON file per cassette, indented so reviews can diff it, with a ``format``
+  version. Streams (server-sent events) are kept event by event with their arrival times and
+  replayed one event per chunk. Each recording keeps its original latency, time to first
+  token, usage and cost, which the connectors put on the replayed call's trace record
+  (``replayed: true``), so a cache hit never passes for a fast or free answer.
+* **Secrets.** Request headers are kept only from a short allow-list (never ``Authorization``,
+  ``x-api-key`` or ``api-key``); secret query parameters and body fields are replaced by
+  ``<scrubbed>``, and so is every occurrence of a secret header's value anywhere in the file.
+
+A :class:`CassetteMiss` derives from ``BaseException``, like ``pytest.fail``: the SDKs retry and
+wrap any ``Exception`` raised in their transport into a vague connection error, which would hide
+what was missing behind seconds of retries.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ._records import format_timestamp
+
+__all__ = [
+    "FORMAT",
+    "Cassette",
+    "CassetteError",
+    "CassetteMiss",
+    "RecordMode",
+    "install",
+    "uninstall",
+    "use_cassette",
+]
+
+FORMAT = "cert.cassette/1"
+SCRUBBED = "<scrubbed>"
+
+# Request headers worth keeping in a cassette (none of them carries a credential).
+KEPT_REQUEST_HEADERS = frozenset(
+    {"content-type", "accept", "anthropic-version", "anthropic-beta", "openai-beta", "openai-version"}
+)
+# Response headers never written: framing (the body is stored decoded), cookies, volatile noise.
+DROPPED_RESPONSE_HEADERS = frozenset(
+    {
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "set-cookie",
+        "cookie",
+        "date",
+        "server",
+        "alt-svc",
+        "cf-ray",
+        "cf-cache-status",
+        "strict-transport-security",
+    }
+)
+_SECRET_NAME = re.compile(
+    r"(?i)(auth|api[-_]?key|secret|token|password|passwd|signature|^sig$|^key$|cookie|session)"
+)
+_SECRET_VALUE = re.compile(r"\b(?:sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{30,})")
+_DEFAULT_HOSTS = ("api.openai.com", "api.anthropic.com")
+
+
+class RecordMode(str, enum.Enum):
+    """When a cassette may send a request to the network and record its answer."""
+
+    NONE = "none"
+    ONCE = "once"
+    NEW_EPISODES = "new_episodes"
+    ALL = "all"
+
+
+class CassetteError(ValueError):
+    """A cassette file that cannot be used: ``file: field: problem``."""
+
+
+class CassetteMiss(BaseException):
+    """A request the cassette has no recording for, in a mode that may not record it.
+
+    A ``BaseException`` (as ``pytest.fail`` is) so that the SDK's retry loop and the app's own
+    ``except Exception`` handlers do not turn it into a connection error.
+    """
+
+
+# --------------------------------------------------------------------------- normalising
+
+
+def _scrub_text(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, SCRUBBED)
+    return _SECRET_VALUE.sub(SCRUBBED, text)
+
+
+def _scrub_json(value: Any, secrets: Sequence[str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: (SCRUBBED if _SECRET_NAME.search(k) and isinstance(v, str) else _scrub_json(v, secrets))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrub_json(v, secrets) for v in value]
+    if isinstance(value, str):
+        return _scrub_text(value, secrets)
+    return value
+
+
+def _secret_values(headers: Iterable[tuple[str, str]]) -> list[str]:
+    """Values of credential headers, so they can be removed wherever else they appear."""
+    found = []
+    for name, value in headers:
+        lname = name.lower()
+        if lname.startswith("x-stainless"):
+            continue
+        if _SECRET_NAME.search(lname):
+            value = value.strip()
+            if " " in value:  # "Bearer sk-...", "Basic ..."
+                value = value.split(" ", 1)[1].strip()
+            if len(value) >= 8:
+                found.append(value)
+    return found
+
+
+def _scrub_url(url: str, secrets: Sequence[str]) -> str:
+    base, sep, query = url.partition("?")
+    base = _scrub_text(base, secrets)
+    if not sep:
+        return base
+    params = []
+    for part in query.split("&"):
+        name, eq, value = part.partition("=")
+        if eq and _SECRET_NAME.search(name):
+            value = SCRUBBED
+        params.append(f"{name}{eq}{_scrub_text(value, secrets)}")
+    return f"{base}?{'&'.join(sorted(params))}"
+
+
+def _drop_field(body: Any, path: str) -> None:
+    head, _, rest = path.partition(".")
+    if isinstance(body, dict) and head in body:
+        if rest:
+            _drop_field(body[head], rest)
+        else:
+            del body[head]
+    elif isinstance(body, list):
+        for item in body:
+            _drop_field(item, path)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _digest(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class _Request:
+    """A request as a cassette sees it: scrubbed, with its matching key."""
+
+    __slots__ = ("body", "body_text", "headers", "key", "method", "url")
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: Any,
+        body_text: str | None,
+        ignore: Sequence[str],
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body  # parsed JSON, or None
+        self.body_text = body_text  # when the body is not JSON
+        if body is not None and ignore:
+            matched = json.loads(json.dumps(body))
+            for path in ignore:
+                _drop_field(matched, path)
+        else:
+            matched = body
+        self.key = (method, url, _canonical(matched) if body is not None else (body_text or ""))
+
+    @classmethod
+    def from_stored(cls, stored: Mapping[str, Any], ignore: Sequence[str]) -> _Request:
+        return cls(
+            str(stored["method"]),
+            str(stored["url"]),
+            dict(stored.get("headers") or {}),
+            stored.get("body"),
+            stored.get("body_text"),
+            ignore,
+        )
+
+    def to_stored(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.method, "url": self.url}
+        if self.headers:
+            out["headers"] = self.headers
+        if self.body is not None:
+            out["body"] = self.body
+        elif self.body_text:
+            out["body_text"] = self.body_text
+        return out
+
+    def describe(self) -> str:
+        model = self.body.get("model") if isinstance(self.body, dict) else None
+        text = self.key[2]
+        return f"{self.method} {self.url}" + (f" model={model}" if model else "") + f" body {_digest(text)}"
+
+
+def _first_difference(recorded: Any, requested: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    if isinstance(recorded, dict) and isinstance(requested, dict):
+        for key in sorted(set(recorded) | set(requested)):
+            if key not in recorded:
+                return (f"{path}.{key}".lstrip("."), "(absent)", requested[key])
+            if key not in requested:
+                return (f"{path}.{key}".lstrip("."), recorded[key], "(absent)")
+            found = _first_difference(recorded[key], requested[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(recorded, list) and isinstance(requested, list):
+        for i, (a, b) in enumerate(zip(recorded, requested, strict=False)):
+            found = _first_difference(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        if len(recorded) != len(requested):
+            return (f"{path} length".lstrip("."), len(recorded), len(requested))
+        return None
+    if recorded != requested:
+        return (path.lstrip(".") or "body", recorded, requested)
+    return None
+
+
+def _differences(recorded: Any, requested: Any) -> int:
+    if isinstance(recorded, dict) and isinstance(requested, dict):
+        return sum(
+            _differences(recorded.get(k), requested.get(k)) if k in recorded and k in requested else 1
+            for k in set(recorded) | set(requested)
+        )
+    if isinstance(recorded, list) and isinstance(requested, list):
+        return sum(_differences(a, b) for a, b in zip(recorded, requested, strict=False)) + abs(
+            len(recorded) - len(requested)
+        )
+    return 0 if recorded == requested else 1
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+# --------------------------------------------------------------------------- the cassette
+
+
+class Entry:
+    """What a response carries (in ``response.extensions["cert_cassette"]``) for the connectors.
+
+    ``replayed`` is true when the response came from the cassette; the connectors then report
+    the recorded latency, time to first token and cost. While recording, the connectors hand the
+    call's usage and cost back through :meth:`note_call` so the cassette keeps them.
+    """
+
+    __slots__ = ("cassette", "recorded", "replayed")
+
+    def __init__(self, cassette: Cassette, recorded: dict[str, Any], replayed: bool) -> None:
+        self.cassette = cassette
+        self.recorded = recorded
+        self.replayed = replayed
+
+    @property
+    def latency_ms(self) -> float | None:
+        value = self.recorded.get("latency_ms")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def ttft_ms(self) -> float | None:
+        value = self.recorded.get("ttft_ms")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def cost_usd(self) -> float | None:
+        value = self.recorded.get("cost_usd")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    def note_call(
+        self, usage: Mapping[str, Any] | None, cost_usd: float | None, price_source: str | None
+    ) -> None:
+        if self.replayed:
+            return
+        with self.cassette._lock:
+            if usage:
+                self.recorded["usage"] = {k: v for k, v in usage.items() if v is not None}
+            self.recorded["cost_usd"] = cost_usd
+            if price_source:
+                self.recorded["price_source"] = price_source
+            self.cassette._dirty = True
+
+
+class Cassette:
+    """The recordings of one test (or any block of code): load, match, record, save.
+
+    Use it through :func:`use_cassette`, or ``with Cassette(path, mode):`` which does the same.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        mode: RecordMode | str = RecordMode.NONE,
+        *,
+        ignore: Sequence[str] = (),
+        hosts: Sequence[str] = (),
+        upstream: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        try:
+            self.mode = RecordMode(mode)
+        except ValueError:
+            choices = ", ".join(m.value for m in RecordMode)
+            raise ValueError(f"record mode {mode!r} is not one of {choices}") from None
+        self.ignore = tuple(ignore)
+        self.hosts = frozenset(h.lower() for h in (*_DEFAULT_HOSTS, *hosts))
+        self.upstream = upstream.rstrip("/") if upstream else None
+        self._lock = threading.Lock()
+        self._dirty = False
+        self.existed = self.path.exists()
+        self.interactions: list[dict[str, Any]] = []  # what the file holds (and new recordings)
+        self._requests: list[_Request] = []
+        self._used: list[bool] = []
+        self.replayed = 0
+        self.recorded = 0
+        if self.existed and self.mode is not RecordMode.ALL:
+            self._load()
+        elif self.existed:
+            self._dirty = True  # "all" rewrites the file even when nothing is recorded
+
+    # ---- loading and saving
+
+    def _load(self) -> None:
+        where = str(self.path)
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CassetteError(f"{where}: cannot read the cassette: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise CassetteError(f"{where}:{exc.lineno}: not JSON: {exc.msg}") from exc
+        if not isinstance(data, dict):
+            raise CassetteError(f"{where}: expected a JSON object with 'format' and 'interactions'")
+        found = data.get("format")
+        if found != FORMAT:
+            raise CassetteError(
+                f"{where}: format: found {found!r}, this pytest-cert reads {FORMAT!r}; "
+                "re-record it with --cert-record-mode=all"
+            )
+        interactions = data.get("interactions")
+        if not isinstance(interactions, list):
+            raise CassetteError(f"{where}: interactions: expected a list")
+        for i, item in enumerate(interactions):
+            self._check(item, f"{where}: interactions[{i}]")
+            self.interactions.append(item)
+            self._requests.append(_Request.from_stored(item["request"], self.ignore))
+            self._used.append(False)
+
+    @staticmethod
+    def _check(item: Any, where: str) -> None:
+        if not isinstance(item, dict):
+            raise CassetteError(f"{where}: expected an object")
+        request, response = item.get("request"), item.get("response")
+        if not isinstance(request, dict) or not isinstance(response, dict):
+            raise CassetteError(f"{where}: expected 'request' and 'response' objects")
+        for field in ("method", "url"):
+            if not isinstance(request.get(field), str):
+                raise CassetteError(f"{where}.request.{field}: expected a string")
+        if type(response.get("status")) is not int:
+            raise CassetteError(f"{where}.response.status: expected an integer")
+        events = response.get("events")
+        if events is not None and not (
+            isinstance(events, list)
+            and all(isinstance(e, dict) and isinstance(e.get("data"), str) for e in events)
+        ):
+            raise CassetteError(f"{where}.response.events: expected a list of {{'t_ms', 'data'}} objects")
+        if not isinstance(item.get("recorded", {}), dict):
+            raise CassetteError(f"{where}.recorded: expected an object")
+
+    def save(self) -> bool:
+        """Write the file when something was recorded (atomically); return whether it wrote."""
+        with self._lock:
+            if not self._dirty:
+                return False
+            document = {"format": FORMAT, "interactions": list(self.interactions)}
+            text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+            self._dirty = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            Path(tmp).replace(self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return True
+
+    def __enter__(self) -> Cassette:
+        _push(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _pop(self)
+        self.save()
+
+    # ---- matching
+
+    @property
+    def may_record(self) -> bool:
+        if self.mode is RecordMode.NONE:
+            return False
+        if self.mode is RecordMode.ONCE:
+            return not self.existed
+        return True
+
+    def in_scope(self, request: Any) -> bool:
+        return "x-stainless-lang" in request.headers or request.url.host.lower() in self.hosts
+
+    def _normalise(self, request: Any) -> tuple[_Request, list[str]]:
+        raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        secrets = _secret_values(raw_headers)
+        headers = {k.lower(): v for k, v in raw_headers if k.lower() in KEPT_REQUEST_HEADERS}
+        content = request.content
+        body: Any = None
+        body_text: str | None = None
+        if content:
+            try:
+                body = _scrub_json(json.loads(content), secrets)
+            except (ValueError, UnicodeDecodeError):
+                try:
+                    body_text = _scrub_text(content.decode("utf-8"), secrets)
+                except UnicodeDecodeError:
+                    body_text = "base64:" + base64.b64encode(content).decode()
+        url = _scrub_url(str(request.url), secrets)
+        return _Request(request.method.upper(), url, headers, body, body_text, self.ignore), secrets
+
+    def _find(self, wanted: _Request) -> int | None:
+        with self._lock:
+            for i, (recorded, used) in enumerate(zip(self._requests, self._used, strict=False)):
+                if not used and recorded.key == wanted.key:
+                    self._used[i] = True
+                    return i
+        return None
+
+    def miss_message(self, wanted: _Request) -> str:
+        exists = ", the cassette exists" if self.mode is RecordMode.ONCE else ""
+        lines = [
+            f"cert replay: no recording for this request in cassette {self.path} "
+            f"(record mode {self.mode.value}{exists})",
+            f"  request: {wanted.describe()}",
+        ]
+        same = [i for i, r in enumerate(self._requests) if r.key == wanted.key]
+        if same:
+            lines.append(
+                f"  the same request was recorded {len(same)} time(s) and each recording was already used; "
+                "a test that sends it more often needs it recorded more often"
+            )
+        elif not self._requests:
+            lines.append(
+                "  the cassette holds no recordings" + ("" if self.existed else " (the file does not exist)")
+            )
+        else:
+
+            def distance(r: _Request) -> tuple[int, int, int]:
+                return (
+                    r.method != wanted.method,
+                    r.url != wanted.url,
+                    _differences(r.body, wanted.body) if r.body is not None else 1,
+                )
+
+            ranked = sorted(range(len(self._requests)), key=lambda i: distance(self._requests[i]))[:3]
+            lines.append("  nearest recordings:")
+            for i in ranked:
+                r = self._requests[i]
+                if r.method != wanted.method:
+                    why = f"method: recorded {r.method}, requested {wanted.method}"
+                elif r.url != wanted.url:
+                    why = f"url: recorded {r.url}, requested {wanted.url}"
+                else:
+                    diff = _first_difference(r.body, wanted.body) if r.body is not None else None
+                    if diff is None:
+                        why = "body: " + ("already used" if self._used[i] else "differs")
+                    else:
+                        why = f"body.{diff[0]}: recorded {_short(diff[1])}, requested {_short(diff[2])}"
+                used = " (already used)" if self._used[i] else ""
+                lines.append(f"    #{i} {r.describe()}{used}\n        differs in {why}")
+        lines.append(
+            "  to record it, run with --cert-record-mode=new_episodes (or once for a new cassette, all to "
+            "re-record); a field that changes on every run can be ignored with cert_replay_ignore"
+        )
+        return "\n".join(lines)
+
+    # ---- serving a request (called by the patched transports)
+
+    def _replay_response(self, lib: Any, index: int) -> Any:
+        item = self.interactions[index]
+        stored = item["response"]
+        headers = [(k, v) for k, v in (stored.get("headers") or {}).items()]
+        entry = Entry(self, item.setdefault("recorded", {}), replayed=True)
+        extensions = {"cert_cassette": entry}
+        with self._lock:
+            self.replayed += 1
+        if "events" in stored:
+            chunks = [e["data"].encode() for e in stored["events"]]
+            return lib.Response(
+                stored["status"], headers=headers, stream=_replay_stream(lib, chunks), extensions=extensions
+            )
+        if "body" in stored:
+            content = json.dumps(stored["body"], ensure_ascii=False).encode()
+        elif "body_base64" in stored:
+            content = base64.b64decode(stored["body_base64"])
+        else:
+            content = str(stored.get("body_text", "")).encode()
+        return lib.Response(stored["status"], headers=headers, content=content, extensions=extensions)
+
+    def _begin(self, request: Any) -> tuple[_Request, list[str], int | None]:
+        __tracebackhide__ = True
+        wanted, secrets = self._normalise(request)
+        index = None if self.mode is RecordMode.ALL else self._find(wanted)
+        if index is None and not self.may_record:
+            raise CassetteMiss(self.miss_message(wanted))
+        return wanted, secrets, index
+
+    def _outgoing(self, lib: Any, request: Any) -> Any:
+        """The request to send while recording: uncompressed answers, and the upstream if set."""
+        url = request.url
+        headers = [(k, v) for k, v in request.headers.raw if k.lower() not in (b"accept-encoding", b"host")]
+        headers.append((b"accept-encoding", b"identity"))
+        if self.upstream:
+            target = lib.URL(self.upstream)
+            url = url.copy_with(scheme=target.scheme, host=target.host, port=target.port)
+        return lib.Request(
+            request.method, url, headers=headers, content=request.content, extensions=request.extensions
+        )
+
+    def _new_item(self, wanted: _Request) -> tuple[dict[str, Any], Entry]:
+        recorded: dict[str, Any] = {"at": format_timestamp(time.time_ns())}
+        if self.upstream:
+            recorded["upstream"] = self.upstream
+        item: dict[str, Any] = {"request": wanted.to_stored(), "response": {}, "recorded": recorded}
+        with self._lock:
+            self.interactions.append(item)
+            self._requests.append(wanted)
+            self._used.append(True)
+            self.recorded += 1
+            self._dirty = True
+        return item, Entry(self, recorded, replayed=False)
+
+    def _stored_headers(self, response: Any, secrets: Sequence[str]) -> dict[str, str]:
+        out = {}
+        for key, value in response.headers.multi_items():
+            name = key.lower()
+            if name in DROPPED_RESPONSE_HEADERS or _SECRET_NAME.search(name):
+                continue
+            out[name] = _scrub_text(value, secrets)
+        return out
+
+    def _finish_body(
+        self,
+        item: dict[str, Any],
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        secrets: Sequence[str],
+        t0: float,
+    ) -> None:
+        stored: dict[str, Any] = {"status": status, "headers": headers}
+        try:
+            stored["body"] = _scrub_json(json.loads(body), secrets)
+        except (ValueError, UnicodeDecodeError):
+            try:
+                stored["body_text"] = _scrub_text(body.decode("utf-8"), secrets)
+            except UnicodeDecodeError:
+                stored["body_base64"] = base64.b64encode(body).decode()
+        with self._lock:
+            item["response"] = stored
+            item["recorded"]["latency_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+
+    def handle(self, lib: Any, inner: Any, request: Any) -> Any:
+        __tracebackhide__ = True
+        wanted, secrets, index = self._begin(request)
+        if index is not None:
+            return self._replay_response(lib, index)
+        item, entry = self._new_item(wanted)
+        t0 = time.perf_counter()
+        response = inner.handle_request(self._outgoing(lib, request))
+        return self._recorded_response(lib, item, entry, response, secrets, t0, is_async=False)
+
+    async def handle_async(self, lib: Any, inner: Any, request: Any) -> Any:
+        __tracebackhide__ = True
+        wanted, secrets, index = self._begin(request)
+        if index is not None:
+            return self._replay_response(lib, index)
+        item, entry = self._new_item(wanted)
+        t0 = time.perf_counter()
+        response = await inner.handle_async_request(self._outgoing(lib, request))
+        if "text/event-stream" in response.headers.get("content-type", ""):
+            return self._recorded_response(lib, item, entry, response, secrets, t0, is_async=True)
+        body = await response.aread()
+        await response.aclose()
+        return self._complete(lib, item, entry, response, body, secrets, t0)
+
+    def _complete(
+        self,
+        lib: Any,
+        item: dict[str, Any],
+        entry: Entry,
+        response: Any,
+        body: bytes,
+        secrets: list[str],
+        t0: float,
+    ) -> Any:
+        headers = self._stored_headers(response, secrets)
+        self._finish_body(item, response.status_code, headers, body, secrets, t0)
+        return lib.Response(
+            response.status_code,
+            headers=[(k, v) for k, v in response.headers.multi_items() if k.lower() not in _FRAMING],
+            content=body,
+            extensions={**response.extensions, "cert_cassette": entry},
+        )
+
+    def _recorded_response(
+        self,
+        lib: Any,
+        item: dict[str, Any],
+        entry: Entry,
+        response: Any,
+        secrets: list[str],
+        t0: float,
+        *,
+        is_async: bool,
+    ) -> Any:
+        if "text/event-stream" not in response.headers.get("content-type", ""):
+            body = response.read()
+            response.close()
+            return self._complete(lib, item, entry, response, body, secrets, t0)
+        headers = self._stored_headers(response, secrets)
+        recorder = _EventRecorder(self, item, headers, response, secrets, t0)
+        stream = _recording_stream(lib, response.stream, recorder, is_async=is_async)
+        return lib.Response(
+            response.status_code,
+            headers=response.headers.multi_items(),
+            stream=stream,
+            extensions={**response.extensions, "cert_cassette": entry},
+        )
+
+
+_FRAMING = frozenset({"content-length", "content-encoding", "transfer-encoding"})
+
+
+class _EventRecorder:
+    """Collects a streamed answer as it passes to the SDK; stores it event by event at the end."""
+
+    def __init__(
+        self,
+        cassette: Cassette,
+        item: dict[str, Any],
+        headers: dict[str, str],
+        response: Any,
+        secrets: list[str],
+        t0: float,
+    ) -> None:
+        self.cassette = cassette
+        self.item = item
+        self.headers = headers
+        self.status = response.status_code
+        self.secrets = secrets
+        self.t0 = t0
+        self.buffer = ""
+        self.events: list[dict[str, Any]] = []
+        self.first_ms: float | None = None
+        self.done = False
+        encoding = response.headers.get("content-encoding", "identity").lower()
+        wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding)
+        self.decompress = zlib.decompressobj(wbits) if wbits else None
+        if encoding not in ("identity", "gzip", "deflate"):
+            raise CassetteError(f"cannot record a stream sent with content-encoding {encoding!r}")
+        self.decoder = _utf8_decoder()
+
+    def feed(self, chunk: bytes) -> None:
+        now = round((time.perf_counter() - self.t0) * 1000, 3)
+        if self.first_ms is None:
+            self.first_ms = now
+        data = self.decompress.decompress(chunk) if self.decompress else chunk
+        self.buffer += self.decoder.decode(data).replace("\r\n", "\n")
+        while "\n\n" in self.buffer:
+            event, self.buffer = self.buffer.split("\n\n", 1)
+            self.events.append({"t_ms": now, "data": _scrub_text(event, self.secrets) + "\n\n"})
+
+    def close(self, complete: bool) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.buffer:
+            self.events.append(
+                {
+                    "t_ms": round((time.perf_counter() - self.t0) * 1000, 3),
+                    "data": _scrub_text(self.buffer, self.secrets),
+                }
+            )
+        with self.cassette._lock:
+            self.item["response"] = {"status": self.status, "headers": self.headers, "events": self.events}
+            recorded = self.item["recorded"]
+            recorded["latency_ms"] = round((time.perf_counter() - self.t0) * 1000, 3)
+            if self.first_ms is not None:
+                recorded["ttft_ms"] = self.first_ms
+            if not complete:
+                recorded["incomplete"] = True
+            self.cassette._dirty = True
+
+
+def _utf8_decoder() -> Any:
+    import codecs
+
+    return codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+
+# --------------------------------------------------------------------------- streams per library
+
+_stream_classes: dict[Any, tuple[type, type, type]] = {}
+
+
+def _classes(lib: Any) -> tuple[type, type, type]:
+    """Stream classes for one HTTP library (``httpx2`` or ``httpx``), made once."""
+    try:
+        return _stream_classes[lib]
+    except KeyError:
+        pass
+
+    class ReplayStream(lib.SyncByteStream, lib.AsyncByteStream):  # type: ignore[misc]
+        """The recorded events of a stream, one chunk each."""
+
+        def __init__(self, chunks: list[bytes]) -> None:
+            self.chunks = chunks
+
+        def __iter__(self) -> Iterator[bytes]:
+            yield from self.chunks
+
+        async def __aiter__(self) -> Any:
+            for chunk in self.chunks:
+                yield chunk
+
+    class SyncRecording(lib.SyncByteStream):  # type: ignore[misc]
+        def __init__(self, inner: Any, recorder: _EventRecorder) -> None:
+            self.inner = inner
+            self.recorder = recorder
+            self.complete = False
+
+        def __iter__(self) -> Iterator[bytes]:
+            for chunk in self.inner:
+                self.recorder.feed(chunk)
+                yield chunk
+            self.complete = True
+
+        def close(self) -> None:
+            try:
+                self.inner.close()
+            finally:
+                self.recorder.close(self.complete)
+
+    class AsyncRecording(lib.AsyncByteStream):  # type: ignore[misc]
+        def __init__(self, inner: Any, recorder: _EventRecorder) -> None:
+            self.inner = inner
+            self.recorder = recorder
+            self.complete = False
+
+        async def __aiter__(self) -> Any:
+            async for chunk in self.inner:
+                self.recorder.feed(chunk)
+                yield chunk
+            self.complete = True
+
+        async def aclose(self) -> None:
+            try:
+                await self.inner.aclose()
+            finally:
+                self.recorder.close(self.complete)
+
+    _stream_classes[lib] = (ReplayStream, SyncRecording, AsyncRecording)
+    return _stream_classes[lib]
+
+
+def _replay_stream(lib: Any, chunks: list[bytes]) -> Any:
+    return _classes(lib)[0](chunks)
+
+
+def _recording_stream(lib: Any, inner: Any, recorder: _EventRecorder, *, is_async: bool) -> Any:
+    return _classes(lib)[2 if is_async else 1](inner, recorder)
+
+
+# --------------------------------------------------------------------------- patching the clients
+
+_active: list[Cassette] = []  # process-wide: threads a test starts see its cassette too
+_state_lock = threading.RLock()
+_installed: list[tuple[type, Any]] = []
+
+
+def _push(cassette: Cassette) -> None:
+    with _state_lock:
+        install()
+        _active.append(cassette)
+
+
+def _pop(cassette: Cassette) -> None:
+    with _state_lock:
+        if cassette in _active:
+            _active.remove(cassette)
+
+
+def active_cassette() -> Cassette | None:
+    """The cassette requests go to now (the innermost one in use), if any."""
+    return _active[-1] if _active else None
+
+
+def _transport_class(lib: Any) -> type:
+    class CassetteTransport(lib.BaseTransport, lib.AsyncBaseTransport):  # type: ignore[misc]
+        """The client's own transport, with the active cassette in front of it."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def handle_request(self, request: Any) -> Any:
+            __tracebackhide__ = True
+            cassette = active_cassette()
+            if cassette is None or not cassette.in_scope(request):
+                return self.inner.handle_request(request)
+            return cassette.handle(lib, self.inner, request)
+
+        async def handle_async_request(self, request: Any) -> Any:
+            __tracebackhide__ = True
+            cassette = active_cassette()
+            if cassette is None or not cassette.in_scope(request):
+                return await self.inner.handle_async_request(request)
+            return await cassette.handle_async(lib, self.inner, request)
+
+        def close(self) -> None:
+            self.inner.close()
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    return CassetteTransport
+
+
+def _libraries() -> list[Any]:
+    import importlib
+    import sys
+
+    libs = []
+    for name in ("httpx2", "httpx"):
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+        libs.append(module)
+    return libs
+
+
+def install() -> None:
+    """Route the HTTP clients' requests through the active cassette (idempotent).
+
+    Patches ``_transport_for_url`` of ``httpx2`` and ``httpx`` ``Client``/``AsyncClient``: the
+    one place both libraries pick the transport for a request, whatever the client's mounts,
+    proxies or custom transport. With no cassette in use the original transport is returned.
+    """
+    with _state_lock:
+        if _installed:
+            return
+        for lib in _libraries():
+            transport = _transport_class(lib)
+            for cls in (lib.Client, lib.AsyncClient):
+                original = cls.__dict__["_transport_for_url"]
+
+                def _transport_for_url(
+                    self: Any, url: Any, _original: Any = original, _t: Any = transport
+                ) -> Any:
+                    inner = _original(self, url)
+                    return _t(inner) if _active else inner
+
+                _transport_for_url.__wrapped__ = original  # type: ignore[attr-defined]
+                cls._transport_for_url = _transport_for_url
+                _installed.append((cls, original))
+
+
+def uninstall() -> None:
+    """Put the HTTP clients' original methods back."""
+    with _state_lock:
+        while _installed:
+            cls, original = _installed.pop()
+            cls._transport_for_url = original  # type: ignore[attr-defined]
+
+
+@contextmanager
+def use_cassette(
+    path: str | os.PathLike[str],
+    mode: RecordMode | str = RecordMode.NONE,
+    *,
+    ignore: Sequence[str] = (),
+    hosts: Sequence[str] = (),
+    upstream: str | None = None,
+) -> Iterator[Cassette]:
+    """Replay (and, as ``mode`` allows, record) the LLM calls made inside the block.
+
+    ``upstream`` sends recorded requests to another origin (``http://127.0.0.1:8765``) while the
+    cassette keeps the URL the app addressed: for recording against a local stand-in server or a
+    gateway. The cassette is saved when the block ends.
+    """
+    with Cassette(path, mode, ignore=ignore, hosts=hosts, upstream=upstream) as cassette:
+        yield cassette
