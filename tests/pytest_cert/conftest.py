@@ -55,6 +55,8 @@ def ask(client, model="gpt-4o-mini"):
 def _no_github_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
     # Inner runs would append their summaries to this CI job's summary.
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    # And in CI, an inner project's ini record mode would be lowered to "none".
+    monkeypatch.delenv("CI", raising=False)
 
 
 @pytest.fixture
