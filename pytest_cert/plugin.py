@@ -111,8 +111,14 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("threshold", "THRESHOLD", unit_interval, "Accuracy threshold in [0, 1] (default: the preset's)"),
     Option("preset", "NAME", preset_name, "Measurement preset: component weights and default threshold"),
-    Option("budget", "USD", usd, "Session cost budget in USD: real spend above it fails the run"),
-    Option("test_budget", "USD", usd, "Default cost budget of each test in USD"),
+    Option(
+        "budget",
+        "USD",
+        usd,
+        "Session cost budget in USD: calls costing more fail the run (replayed calls count at "
+        "their recorded cost)",
+    ),
+    Option("test_budget", "USD", usd, "Default cost budget of each test in USD (replayed calls count too)"),
     Option("max_latency_ms", "MS", milliseconds, "Default bound on the slowest LLM call of a test, in ms"),
     Option(
         "report", "DIR", path_text, f"Evidence folder written at session end (default: {DEFAULT_REPORT_DIR})"

@@ -26,12 +26,18 @@ def session_violations(cs: CertSession) -> list[Violation]:
     found = []
     budget = cs.settings.budget
     outside = CallTotals.of(cs.session_records)
-    spent = sum(t["cost_usd"] for t in cs.results) + outside.cost_usd
+    # Live spend plus replayed calls at their recorded cost: the suite's cost, whether or not
+    # this run paid it.
+    spent = sum(t["cost_usd"] + t["replayed_cost_usd"] for t in cs.results)
+    spent += outside.cost_usd + outside.replayed_cost_usd
     if budget is not None and spent > budget:
+        replayed = sum(t["replayed_cost_usd"] for t in cs.results) + outside.replayed_cost_usd
+        note = f", {replayed:.6f} USD of it replayed at recorded cost" if replayed else ""
         found.append(
             Violation(
                 "budget",
-                f"cost {spent:.6f} USD > session budget {budget:.6f} USD ({cs.settings.sources['budget']})",
+                f"cost {spent:.6f} USD > session budget {budget:.6f} USD "
+                f"({cs.settings.sources['budget']}){note}",
             )
         )
     first = outside.first_unknown

@@ -662,12 +662,19 @@ class CertSession:
         totals = CallTotals.of(state.records)
         found: list[Violation] = []
         budget, budget_source = limits["budget"]
-        if budget is not None and totals.cost_usd > budget:
+        # A budget judges what the calls cost, live or as recorded: a replay is not free.
+        cost = totals.cost_usd + totals.replayed_cost_usd
+        if budget is not None and cost > budget:
+            replayed = (
+                f", {totals.replayed_calls} of them replayed at their recorded cost"
+                if totals.replayed_calls
+                else ""
+            )
             found.append(
                 Violation(
                     "budget",
-                    f"cost {totals.cost_usd:.6f} USD > budget {budget:.6f} USD ({budget_source}) "
-                    f"over {totals.calls} call(s)",
+                    f"cost {cost:.6f} USD > budget {budget:.6f} USD ({budget_source}) "
+                    f"over {totals.calls} call(s){replayed}",
                 )
             )
         first = totals.first_unknown

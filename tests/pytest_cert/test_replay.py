@@ -223,3 +223,24 @@ def test_replay_under_xdist_equals_replay_in_one_process(
     keys = ("calls", "replayed_calls", "replayed_cost_usd", "cost_usd", "input_tokens", "output_tokens")
     assert [{k: t[k] for k in keys} for t in totals] == [{k: totals[0][k] for k in keys}] * 2
     assert totals[0]["replayed_calls"] == 3
+
+
+def test_budgets_count_replayed_calls_at_their_recorded_cost(
+    app: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app.runpytest("--cert-record-mode=once").assert_outcomes(passed=3)
+    monkeypatch.setenv("NO_NETWORK", "1")
+    per_test = app.runpytest("--cert-record-mode=none", "--cert-test-budget=0.000001", "-k", "test_answer")
+    per_test.assert_outcomes(failed=1)
+    per_test.stdout.fnmatch_lines(
+        [
+            "*cost 0.000027 USD > budget 0.000001 USD (--cert-test-budget) over 1 call(s), "
+            "1 of them replayed at their recorded cost*"
+        ]
+    )
+    session = app.runpytest("--cert-record-mode=none", "--cert-budget=0.00005")
+    session.assert_outcomes(passed=3)
+    assert session.ret == 1
+    session.stdout.fnmatch_lines(
+        ["*cost 0.000081 USD > session budget 0.000050 USD (--cert-budget), 0.000081 USD of it replayed*"]
+    )
