@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up and run pytest-cert from a fresh checkout with nothing but Python 3.10+.
 
-    python3 dev.py demo    # the main job: the example LLM test suite through the gate (offline)
+    python3 dev.py demo    # the main job: the example app's LLM test suite through the gate (offline)
     python3 dev.py test    # the whole test suite, with ruff and mypy first
 
 Without an active virtual environment, it creates ``.venv`` here and re-runs itself inside it.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -32,20 +33,54 @@ def venv_python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def ensure_installed() -> None:
+# What each command needs: the demo only the light parts (no torch), the tests everything.
+EXTRAS = {"demo": "eval,openai,anthropic", "test": "dev"}
+
+
+def ensure_installed(command: str) -> None:
+    """(Re)install the project with the extras ``command`` needs, when pyproject.toml changed."""
     stamp = Path(sys.prefix) / ".pytest-cert-installed"
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == want:
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    done = stamp.read_text().split() if stamp.exists() else []
+    installed = set(done[1:]) if done and done[0] == digest else set()
+    if command in installed or (command == "demo" and "test" in installed):  # dev includes demo's
         return
-    print("dev.py: installing pytest-cert[dev] into", sys.prefix, flush=True)
+    extras = EXTRAS[command]
+    print(f"dev.py: installing pytest-cert[{extras}] into", sys.prefix, flush=True)
     pip = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    if importlib.util.find_spec("torch") is None:
+    if command == "test" and importlib.util.find_spec("torch") is None:
         # The semantic metric's reference backend is tested against torch; a pinned release keeps
         # pip on the CPU build where one is provided (CI installs it from PyTorch's CPU index).
         subprocess.run([*pip, TORCH], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
-    stamp.write_text(want)
+    runner = ["pytest>=8.0"] if command == "demo" else []  # the dev extra has pytest already
+    subprocess.run([*pip, "-e", f"{ROOT}[{extras}]", *runner], check=True)
+    stamp.write_text(" ".join([digest, *sorted(installed | {command})]))
+
+
+def show_evidence(folder: Path) -> None:
+    """Say where the evidence is and what it shows."""
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    totals = results["totals"]
+    caught = [t["nodeid"] for t in results["tests"] if t["outcome"] == "xfailed" and t["verdict"] == "failed"]
+    replayed = totals["replayed_calls"]
+    print()
+    print(f"Evidence folder: {folder.relative_to(ROOT)}/")
+    for name, what in (
+        ("summary.md", "the run in a page (also the GitHub job summary)"),
+        ("results.json", "per test: verdict, scores, threshold and its source, calls, tokens, cost, latency"),
+        ("traces.jsonl", "every LLM call as a hash-chained trace record (checked above by cert verify)"),
+        ("manifest.json", "SHA-256 of each file, versions, git commit, thresholds, metric definitions"),
+    ):
+        print(f"  {name:<14} {what}")
+    print(
+        f"What it shows: {totals['tests']} tests, {totals['calls']} LLM calls "
+        f"({replayed} replayed from examples/rag_app/tests/cassettes/, none sent over the network; "
+        f"${totals['replayed_cost_usd']:.6f} recorded cost, $0 spent); measurements "
+        f"{totals['measurements_passed']} passed, {totals['measurements_failed']} failed."
+    )
+    for nodeid in caught:
+        print(f"The gate caught the deliberate hallucination in {nodeid} (xfail, as expected).")
 
 
 def run(*cmd: str) -> int:
@@ -64,17 +99,19 @@ def main(argv: list[str]) -> int:
             print("dev.py: creating virtual environment", VENV, flush=True)
             venv.create(VENV, with_pip=True)
         return subprocess.run([str(venv_python()), __file__, *argv]).returncode
-    ensure_installed()
-    command, rest = argv[0], argv[1:]
+    ensure_installed(command := argv[0])
+    rest = argv[1:]
     if command == "demo":
-        # Tracing on its own, then the example LLM test suite through the plugin, which writes
-        # the evidence folder cert-report/ (traces, results, summary, manifest).
-        if run(sys.executable, "examples/quickstart.py"):
-            return 1
-        suite = ("examples/llm_suite", "-p", "no:cacheprovider", "--cert-report=cert-report", *rest)
+        # The example app's LLM test suite, replayed from its cassettes (no network, no key), through
+        # the plugin, which writes the evidence folder; then its trace file is verified.
+        report = ROOT / "cert-report"
+        suite = ("examples/rag_app", f"--cert-report={report}", *rest)
         if run(sys.executable, "-m", "pytest", *suite):
             return 1
-        return run(sys.executable, "-m", "cert_core.cli", "verify", "cert-report/traces.jsonl")
+        if run(sys.executable, "-m", "cert_core.cli", "verify", str(report / "traces.jsonl")):
+            return 1
+        show_evidence(report)
+        return 0
     for step in (
         (sys.executable, "-m", "ruff", "check", "."),
         (sys.executable, "-m", "ruff", "format", "--check", "."),

@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -614,24 +614,30 @@ class Cassette:
             item["response"] = stored
             item["recorded"]["latency_ms"] = round((time.perf_counter() - t0) * 1000, 3)
 
-    def handle(self, lib: Any, inner: Any, request: Any) -> Any:
+    def handle(self, lib: Any, inner: Any, pick: Callable[[Any], Any], request: Any) -> Any:
         __tracebackhide__ = True
         wanted, secrets, index = self._begin(request)
         if index is not None:
             return self._replay_response(lib, index)
         item, entry = self._new_item(wanted)
+        outgoing = self._outgoing(lib, request)
+        if self.upstream:
+            inner = pick(outgoing.url)
         t0 = time.perf_counter()
-        response = inner.handle_request(self._outgoing(lib, request))
+        response = inner.handle_request(outgoing)
         return self._recorded_response(lib, item, entry, response, secrets, t0, is_async=False)
 
-    async def handle_async(self, lib: Any, inner: Any, request: Any) -> Any:
+    async def handle_async(self, lib: Any, inner: Any, pick: Callable[[Any], Any], request: Any) -> Any:
         __tracebackhide__ = True
         wanted, secrets, index = self._begin(request)
         if index is not None:
             return self._replay_response(lib, index)
         item, entry = self._new_item(wanted)
+        outgoing = self._outgoing(lib, request)
+        if self.upstream:
+            inner = pick(outgoing.url)
         t0 = time.perf_counter()
-        response = await inner.handle_async_request(self._outgoing(lib, request))
+        response = await inner.handle_async_request(outgoing)
         if "text/event-stream" in response.headers.get("content-type", ""):
             return self._recorded_response(lib, item, entry, response, secrets, t0, is_async=True)
         body = await response.aread()
@@ -854,22 +860,23 @@ def _transport_class(lib: Any) -> type:
     class CassetteTransport(lib.BaseTransport, lib.AsyncBaseTransport):  # type: ignore[misc]
         """The client's own transport, with the active cassette in front of it."""
 
-        def __init__(self, inner: Any) -> None:
+        def __init__(self, inner: Any, pick: Callable[[Any], Any]) -> None:
             self.inner = inner
+            self.pick = pick
 
         def handle_request(self, request: Any) -> Any:
             __tracebackhide__ = True
             cassette = active_cassette()
             if cassette is None or not cassette.in_scope(request):
                 return self.inner.handle_request(request)
-            return cassette.handle(lib, self.inner, request)
+            return cassette.handle(lib, self.inner, self.pick, request)
 
         async def handle_async_request(self, request: Any) -> Any:
             __tracebackhide__ = True
             cassette = active_cassette()
             if cassette is None or not cassette.in_scope(request):
                 return await self.inner.handle_async_request(request)
-            return await cassette.handle_async(lib, self.inner, request)
+            return await cassette.handle_async(lib, self.inner, self.pick, request)
 
         def close(self) -> None:
             self.inner.close()
@@ -915,7 +922,11 @@ def install() -> None:
                     self: Any, url: Any, _original: Any = original, _t: Any = transport
                 ) -> Any:
                     inner = _original(self, url)
-                    return _t(inner) if _active else inner
+                    if not _active:
+                        return inner
+                    # The recording may go to another origin (upstream), through its own transport
+                    # (proxies are chosen per URL).
+                    return _t(inner, lambda other: _original(self, other))
 
                 _transport_for_url.__wrapped__ = original  # type: ignore[attr-defined]
                 cls._transport_for_url = _transport_for_url

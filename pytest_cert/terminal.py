@@ -25,11 +25,13 @@ def _row(t: dict[str, Any], width: int) -> str:
     if t["outcome"] == "xfailed":
         verdict = "xfail"  # a failure the test expected
     latency = "-" if t["latency_ms"] is None else f"{t['latency_ms']:.0f}ms"
+    # Replayed calls show their recorded cost, marked "r" (not spent by this run).
+    cost = format_usd(t["cost_usd"] + t["replayed_cost_usd"]) + ("r" if t["replayed_calls"] else "")
     threshold = "-" if t["threshold"] is None else f"{t['threshold']:.3f}"
     name = t["nodeid"] if len(t["nodeid"]) <= width else "..." + t["nodeid"][-(width - 3) :]
     return (
         f"{name:<{width}} {confidence:>6} {threshold:>6} {verdict:>5} {t['calls']:>5} "
-        f"{t['input_tokens'] + t['output_tokens']:>8,} {format_usd(t['cost_usd']):>11} {latency:>8}"
+        f"{t['input_tokens'] + t['output_tokens']:>8,} {cost:>11} {latency:>8}"
     )
 
 
@@ -64,11 +66,14 @@ def _write(cs: CertSession, tr: pytest.TerminalReporter) -> None:
         f"{totals['tests']} test(s), {totals['calls']} call(s), "
         f"{totals['input_tokens'] + totals['output_tokens']:,} tokens, cost {format_usd(totals['cost_usd'])}"
     )
-    if cs.settings.budget is not None:
-        line += f" of {format_usd(cs.settings.budget)} budget"
     if totals["replayed_calls"]:
         replayed = format_usd(totals["replayed_cost_usd"])
-        line += f"; {totals['replayed_calls']} replayed call(s) ({replayed}, not spent)"
+        line += f"; {totals['replayed_calls']} replayed call(s) ({replayed} recorded cost, not spent)"
+        if cs.settings.budget is not None:
+            both = format_usd(totals["cost_usd"] + totals["replayed_cost_usd"])
+            line += f"; {both} of {format_usd(cs.settings.budget)} budget"
+    elif cs.settings.budget is not None:
+        line += f" of {format_usd(cs.settings.budget)} budget"
     if totals["unknown_price_calls"]:
         line += f"; {totals['unknown_price_calls']} call(s) with unknown price (not counted)"
     if totals["measurements"]:

@@ -80,7 +80,7 @@ def test_record_once_then_replay_offline(
     monkeypatch.setenv("NO_NETWORK", "1")
     second = app.runpytest("--cert-record-mode=none")
     second.assert_outcomes(passed=3)
-    second.stdout.fnmatch_lines(["*3 replayed call(s) ($0.00*, not spent)*"])
+    second.stdout.fnmatch_lines(["*3 replayed call(s) ($0.00* recorded cost, not spent)*"])
     test = evidence.test("test_answer")
     assert test["cassette"]["replayed"] == 1
     assert test["cassette"]["recorded"] == 0
