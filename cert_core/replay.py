@@ -361,6 +361,7 @@ class Cassette:
         self._used: list[bool] = []
         self.replayed = 0
         self.recorded = 0
+        self._streams: list[_EventRecorder] = []  # streams being recorded, not yet closed
         if self.existed and self.mode is not RecordMode.ALL:
             self._load()
         elif self.existed:
@@ -415,10 +416,15 @@ class Cassette:
             raise CassetteError(f"{where}.recorded: expected an object")
 
     def save(self) -> bool:
-        """Write the file when something was recorded (atomically); return whether it wrote."""
+        """Write the file when something was recorded (atomically); return whether it wrote.
+
+        A stream still open (never read to its end nor closed) is kept as far as it was read,
+        marked ``incomplete``."""
+        for recorder in list(self._streams):
+            recorder.close(complete=False)
         with self._lock:
-            if not self._dirty:
-                return False
+            if not self._dirty or (not self.existed and not self.interactions):
+                return False  # nothing new, or a new cassette with nothing in it
             document = {"format": FORMAT, "interactions": list(self.interactions)}
             text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
             self._dirty = False
@@ -584,6 +590,14 @@ class Cassette:
             self._dirty = True
         return item, Entry(self, recorded, replayed=False)
 
+    def _discard(self, item: dict[str, Any]) -> None:
+        with self._lock:
+            for i, candidate in enumerate(self.interactions):
+                if candidate is item:
+                    del self.interactions[i], self._requests[i], self._used[i]
+                    self.recorded -= 1
+                    break
+
     def _stored_headers(self, response: Any, secrets: Sequence[str]) -> dict[str, str]:
         out = {}
         for key, value in response.headers.multi_items():
@@ -624,7 +638,11 @@ class Cassette:
         if self.upstream:
             inner = pick(outgoing.url)
         t0 = time.perf_counter()
-        response = inner.handle_request(outgoing)
+        try:
+            response = inner.handle_request(outgoing)
+        except BaseException:
+            self._discard(item)  # nothing came back: nothing to record
+            raise
         return self._recorded_response(lib, item, entry, response, secrets, t0, is_async=False)
 
     async def handle_async(self, lib: Any, inner: Any, pick: Callable[[Any], Any], request: Any) -> Any:
@@ -637,7 +655,11 @@ class Cassette:
         if self.upstream:
             inner = pick(outgoing.url)
         t0 = time.perf_counter()
-        response = await inner.handle_async_request(outgoing)
+        try:
+            response = await inner.handle_async_request(outgoing)
+        except BaseException:
+            self._discard(item)
+            raise
         if "text/event-stream" in response.headers.get("content-type", ""):
             return self._recorded_response(lib, item, entry, response, secrets, t0, is_async=True)
         body = await response.aread()
@@ -680,6 +702,8 @@ class Cassette:
             return self._complete(lib, item, entry, response, body, secrets, t0)
         headers = self._stored_headers(response, secrets)
         recorder = _EventRecorder(self, item, headers, response, secrets, t0)
+        with self._lock:
+            self._streams.append(recorder)
         stream = _recording_stream(lib, response.stream, recorder, is_async=is_async)
         return lib.Response(
             response.status_code,
@@ -735,6 +759,9 @@ class _EventRecorder:
         if self.done:
             return
         self.done = True
+        with self.cassette._lock:
+            if self in self.cassette._streams:
+                self.cassette._streams.remove(self)
         if self.buffer:
             self.events.append(
                 {

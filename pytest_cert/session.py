@@ -357,6 +357,10 @@ class CertSession:
             self.config.pluginmanager.register(self._receiver, self.NAME + "-receiver")
 
     def close(self) -> None:
+        import sys
+
+        if "cert_core.replay" in sys.modules:  # put the HTTP clients back as they were
+            sys.modules["cert_core.replay"].uninstall()
         for hooks in (self._test_hooks, self._receiver):
             if self.config.pluginmanager.is_registered(hooks):
                 self.config.pluginmanager.unregister(hooks)

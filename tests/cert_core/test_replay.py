@@ -661,3 +661,28 @@ def test_uninstall_restores_the_clients(tmp_path: Path) -> None:
         assert httpx2.Client.__dict__["_transport_for_url"] is not originals[0][1]
     replay.uninstall()
     assert [(cls, cls.__dict__["_transport_for_url"]) for cls, _ in originals] == originals
+
+
+def test_a_stream_left_open_is_saved_as_far_as_it_was_read(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    with use_cassette(path, "once"):
+        stream = (
+            Network(_fake())
+            .openai()
+            .chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        )
+        next(iter(stream))  # one chunk read; the stream is neither finished nor closed
+    (item,) = json.loads(path.read_text())["interactions"]
+    assert item["recorded"]["incomplete"] is True
+    assert len(item["response"]["events"]) >= 1
+    Cassette(path, "none")  # and the file loads
+    stream.close()
+
+
+def test_a_failed_request_is_not_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    fake = FakeLLM().add("/chat/completions", Reply(raises=httpx2.ConnectError("refused")))
+    with use_cassette(path, "once") as cassette, pytest.raises(openai.APIConnectionError):
+        Network(fake).openai(max_retries=0).chat.completions.create(model="m", messages=MESSAGES)
+    assert (cassette.recorded, cassette.interactions) == (0, [])
+    assert not path.exists()  # so the next "once" run records it
