@@ -22,7 +22,7 @@ import pytest
 import cert_core
 from cert_core import replay
 from cert_core.replay import FORMAT, Cassette, CassetteError, CassetteMiss, use_cassette
-from cert_core.testing import FakeLLM, Reply
+from cert_core.testing import FakeLLM, Reply, anthropic_message, anthropic_stream_events
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 CLAUDE = "claude-sonnet-4-20250514"
@@ -153,7 +153,45 @@ def _fake() -> FakeLLM:
     fake.add("/responses", Reply(RESPONSE, stream=RESPONSE_EVENTS))
     fake.add("/embeddings", Reply(EMBEDDING))
     fake.add("/completions", Reply(COMPLETION))
+    message = anthropic_message("Paris is the capital of France.", model=CLAUDE)
+    fake.add("/invoke", Reply(message))
+    fake.add(":streamRawPredict", Reply(stream=anthropic_stream_events(message)))
     return fake
+
+
+def _azure(n: Network) -> Any:
+    azure = openai.AzureOpenAI(
+        api_key="azure-key-0123456789",
+        api_version="2024-10-21",
+        azure_endpoint="https://example-resource.openai.azure.com",
+        http_client=httpx2.Client(transport=n.transport()),
+    )
+    return azure.chat.completions.create(model="my-deployment", messages=MESSAGES).model_dump()
+
+
+def _bedrock(n: Network) -> Any:
+    # AWS keys: the request is SigV4-signed (a fresh date and signature each time; headers are
+    # not matched).
+    bedrock = anthropic.AnthropicBedrock(
+        aws_region="us-east-1",
+        aws_access_key="AKIAEXAMPLEKEY123456",
+        aws_secret_key="aws-secret-key-0123456789",
+        http_client=httpx2.Client(transport=n.transport()),
+    )
+    return bedrock.messages.create(
+        model="anthropic.claude-sonnet-4-20250514-v1:0", max_tokens=100, messages=MESSAGES
+    ).model_dump()
+
+
+def _vertex_stream(n: Network) -> str:
+    vertex = anthropic.AnthropicVertex(
+        region="us-east5",
+        project_id="p",
+        access_token="vertex-token-0123456789",
+        http_client=httpx2.Client(transport=n.transport()),
+    )
+    with vertex.messages.stream(model="claude-sonnet-4@20250514", max_tokens=100, messages=MESSAGES) as s:
+        return "".join(s.text_stream)
 
 
 def _chat_stream_text(stream: Any) -> str:
@@ -233,6 +271,9 @@ CALLS: dict[str, Callable[[Network], Any]] = {
     ],
     "anthropic messages.stream": _anthropic_stream,
     "anthropic messages.stream async": lambda n: asyncio.run(_anthropic_astream(n)),
+    "azure openai chat": _azure,
+    "bedrock messages (SigV4)": _bedrock,
+    "vertex messages.stream": _vertex_stream,
 }
 
 
