@@ -312,7 +312,7 @@ def test_inert_run_writes_nothing_and_patches_nothing(pytester: pytest.Pytester)
     assert "- cert -" not in result.stdout.str()
     # (runpytest_subprocess leaves its basetemp folders and captured stdout/stderr beside the test)
     ours = [p.name for p in pytester.path.iterdir() if not p.name.startswith("runpytest-")]
-    assert sorted(set(ours) - {"stdout", "stderr"}) == before
+    assert sorted(set(ours) - {"stdout", "stderr", "__pycache__"}) == before
 
 
 def test_inert_run_imports_no_sdk_no_model_and_no_core(pytester: pytest.Pytester) -> None:
