@@ -4,8 +4,9 @@
 
 Each LLM call is one ``cert.trace/1`` record of about 1 KB, as the connectors write them: a
 RAG-style chat call with a prompt and an answer, usage, a price, a latency, now and then an error,
-and (for a third of them) an evaluation against a reference. Every tenth call has a parent
-``@trace`` function record, so breakdowns by function have something to join. The mix is
+and (for a third of them) an evaluation against a reference. Calls come in groups of ten made
+by one ``@trace`` function (its record comes first; the calls name it as their parent), so
+breakdowns by function have something to join. The mix is
 realistic enough for the analysis to find what it looks for: a few functions that always send
 the same prompt (cache candidates), one that runs on an expensive model while scoring high
 (downgrade candidate), very long prompts in one function, and cost spikes on two days.
@@ -54,29 +55,31 @@ def generate(count: int, out: Path, *, days: int = 60, seed: int = 7) -> int:
     weights = [m[5] for m in MODELS]
     cached_prompts = [_text(rng, 60) for _ in range(5)]
     lines = 0
+    trace_id = parent = ""
     with out.open("wb", buffering=1 << 20) as fh:
         batch: list[bytes] = []
         for i in range(count):
             t = start + (span * i) // count
             day = (t - start) // (86_400 * 10**9)
-            function = FUNCTIONS[i % len(FUNCTIONS)]
+            function = FUNCTIONS[(i // 10) % len(FUNCTIONS)]
             provider, model, dated, pin, pout, _ = rng.choices(MODELS, weights)[0]
             if function == "app.classify.intent":  # an expensive model on an easy task
                 provider, model, dated, pin, pout = "openai", "gpt-4o", "gpt-4o-2024-08-06", 2.50, 10.00
             prompt = (
-                rng.choice(cached_prompts) if function == "app.search.rerank" else _text(rng, rng.randint(20, 60))
+                rng.choice(cached_prompts)
+                if function == "app.search.rerank"
+                else _text(rng, rng.randint(10, 35))
             )
             inputs = rng.randint(300, 1_500)
             if function == "app.report.draft":
                 inputs = rng.randint(20_000, 60_000)  # long prompts
             outputs = rng.randint(20, 300)
             if day in spike_days:
-                outputs *= 8
+                inputs, outputs = inputs * 4, outputs * 8
             duration = rng.lognormvariate(6.3, 0.5)
-            trace_id = f"{rng.getrandbits(128) | 1:032x}"
             span_id = f"{rng.getrandbits(64) | 1:016x}"
-            parent = None
-            if i % 10 == 0:
+            if i % 10 == 0:  # a traced function that makes the next ten calls
+                trace_id = f"{rng.getrandbits(128) | 1:032x}"
                 parent = f"{rng.getrandbits(64) | 1:016x}"
                 batch.append(
                     encoder.encode(
@@ -108,10 +111,10 @@ def generate(count: int, out: Path, *, days: int = 60, seed: int = 7) -> int:
                 "request_model": model,
                 "response_model": dated,
                 "input": [
-                    {"role": "system", "content": "Answer from the context. Context: " + _text(rng, 40)},
+                    {"role": "system", "content": "Answer from the context. Context: " + _text(rng, 25)},
                     {"role": "user", "content": prompt},
                 ],
-                "output": None if error else _text(rng, 30),
+                "output": None if error else _text(rng, 20),
                 "usage": None if error else {"input_tokens": inputs, "output_tokens": outputs},
                 "cost_usd": 0.0 if error else round((inputs * pin + outputs * pout) / 1e6, 8),
                 "price_source": f"genai-prices ({provider}/{model})",
@@ -119,13 +122,18 @@ def generate(count: int, out: Path, *, days: int = 60, seed: int = 7) -> int:
                 "request": {"temperature": 0.2, "max_tokens": 400},
                 "metadata": {"function": function, "tenant": f"t{i % 17}"},
             }
-            if parent:
-                record["parent_span_id"] = parent
+            record["parent_span_id"] = parent
             if error:
                 record["error"] = error
             if i % 3 == 0 and not error:
-                confidence = min(1.0, max(0.0, rng.gauss(0.9 if function == "app.classify.intent" else 0.78, 0.1)))
-                record["evaluation"] = {"confidence": round(confidence, 4), "threshold": 0.7, "passed": confidence >= 0.7}
+                confidence = min(
+                    1.0, max(0.0, rng.gauss(0.9 if function == "app.classify.intent" else 0.78, 0.1))
+                )
+                record["evaluation"] = {
+                    "confidence": round(confidence, 4),
+                    "threshold": 0.7,
+                    "passed": confidence >= 0.7,
+                }
             batch.append(encoder.encode({k: v for k, v in record.items() if v is not None}))
             if len(batch) >= 10_000:
                 lines += len(batch)
@@ -152,7 +160,9 @@ def main() -> None:
     t0 = time.perf_counter()
     lines = generate(args.count, args.out, days=args.days, seed=args.seed)
     size = args.out.stat().st_size
-    print(f"{lines:,} lines, {size / 1e6:,.1f} MB ({size // lines} bytes/line) in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"{lines:,} lines, {size / 1e6:,.1f} MB ({size // lines} bytes/line) in {time.perf_counter() - t0:.1f} s"
+    )
 
 
 if __name__ == "__main__":

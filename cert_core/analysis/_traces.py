@@ -1,0 +1,277 @@
+"""Production traces opened for analysis: one scan with DuckDB, aggregated per day.
+
+DuckDB (``pip install "pytest-cert[analysis]"``) reads the JSONL files in parallel, keeping only the
+columns the analysis needs; ``bench/bench_analysis.py`` chose it by measurement over pyarrow and
+over our own streaming reader. Files DuckDB cannot take as they are go through
+:func:`cert_core.read_traces` instead, which reports bad lines as ``file:line: field: problem``:
+logs in the original CERT format, files with a corrupt line or a wrongly typed field, and files
+with lines that are not ``cert.trace/1`` records. In strict mode the first bad line stops the
+analysis with that message; in tolerant mode bad lines are skipped and each one is reported.
+
+The result of the scan is small: one row per (day, provider, model, function) with counts and
+sums, from which every breakdown, trend and anomaly is computed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .._records import SCHEMA
+from .._store import TraceReadError, read_traces, trace_files
+
+__all__ = ["AnalysisError", "DailyGroup", "TraceScan", "scan_traces"]
+
+# Only these fields are parsed; the rest of each line (prompts, answers) is skipped.
+_COLUMNS = {
+    "schema": "VARCHAR",
+    "kind": "VARCHAR",
+    "span_id": "VARCHAR",
+    "parent_span_id": "VARCHAR",
+    "function": "VARCHAR",
+    "start_time": "VARCHAR",
+    "duration_ms": "DOUBLE",
+    "provider": "VARCHAR",
+    "request_model": "VARCHAR",
+    "response_model": "VARCHAR",
+    "cost_usd": "DOUBLE",
+    "usage": "STRUCT(input_tokens BIGINT, output_tokens BIGINT)",
+    "error": "STRUCT(type VARCHAR)",
+    "evaluation": "STRUCT(confidence DOUBLE, passed BOOLEAN)",
+    "replayed": "BOOLEAN",
+}
+# DuckDB's limit for one line; a longer one (a huge prompt) takes the slow path (our reader).
+_MAX_OBJECT_BYTES = 16 * 1024 * 1024
+
+
+class AnalysisError(ValueError):
+    """Traces that cannot be analysed, with the file, line and field at fault where known."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DailyGroup:
+    """The LLM calls of one day for one provider, model and calling function."""
+
+    day: str  # YYYY-MM-DD (UTC)
+    provider: str
+    model: str
+    function: str  # the @trace function the call ran in, or "(none)"
+    calls: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    unpriced: int  # calls without a known cost (their cost is not in cost_usd)
+    latency_ms_sum: float
+    evaluated: int  # calls that carry an evaluation
+    passed: int  # of those, the ones that passed their threshold
+    evaluated_cost_usd: float
+    confidence_sum: float
+    replayed: int
+
+
+@dataclasses.dataclass
+class TraceScan:
+    """What one pass over the traces found."""
+
+    files: list[Path]
+    groups: list[DailyGroup]
+    records: int  # lines read (LLM and function records)
+    skipped: list[str]  # bad lines skipped in tolerant mode, as file:line: field: problem
+    converted: list[Path]  # files that went through read_traces (legacy, bad or odd lines)
+    newest: str | None  # the latest start_time seen
+
+
+def _duckdb() -> Any:
+    try:
+        import duckdb
+    except ImportError as exc:
+        raise AnalysisError(
+            'trace analysis needs DuckDB: pip install "pytest-cert[analysis]"'
+        ) from exc
+    return duckdb
+
+
+def _sql_list(paths: Sequence[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+def _columns() -> str:
+    return "{" + ", ".join(f"{name}: '{kind}'" for name, kind in _COLUMNS.items()) + "}"
+
+
+def _is_legacy(path: Path) -> bool:
+    """Whether a file's first record is in the original CERT format (no ``schema`` field)."""
+    import gzip
+
+    opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            for line in fh:
+                if line.strip():
+                    return b'"schema"' not in line
+    except OSError as exc:
+        raise AnalysisError(f"{path}: cannot read: {exc}") from exc
+    return False
+
+
+def _convert(path: Path, out_dir: Path, strict: bool, skipped: list[str]) -> Path:
+    """Re-write one file as clean cert.trace/1 lines through our reader (slow path)."""
+    import msgspec
+
+    target = out_dir / f"{len(list(out_dir.iterdir())):06d}.jsonl"
+
+    def note(error: TraceReadError) -> None:
+        skipped.append(str(error))
+
+    encoder = msgspec.json.Encoder()
+    try:
+        with target.open("wb") as fh:
+            for record in read_traces(path, strict=strict, on_error=note):
+                fh.write(encoder.encode(record.to_dict()) + b"\n")
+    except TraceReadError as exc:
+        raise AnalysisError(str(exc)) from None
+    return target
+
+
+def scan_traces(
+    sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    strict: bool = True,
+    threads: int | None = None,
+    memory_limit: str = "1GB",
+) -> TraceScan:
+    """Read trace files (files, directories, globs; ``.gz`` too) into per-day groups.
+
+    Raises :class:`AnalysisError` for a source that matches nothing, and in strict mode for the
+    first bad line (``file:line: field: problem``).
+    """
+    from .._store import TraceSourceError
+
+    try:
+        files = trace_files(sources)
+    except TraceSourceError as exc:
+        raise AnalysisError(str(exc)) from None
+    if not files:
+        raise AnalysisError("no trace files given")
+    duckdb = _duckdb()
+    skipped: list[str] = []
+    converted: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="cert-analysis-") as tmp:
+        work = Path(tmp)
+        (work / "converted").mkdir()
+        con = duckdb.connect(config={"threads": threads or os.cpu_count() or 1, "memory_limit": memory_limit})
+        try:
+            con.execute(f"SET temp_directory = '{work / 'spill'}'")
+            con.execute("SET preserve_insertion_order = false")
+            direct = []
+            for path in files:
+                if _is_legacy(path):
+                    converted.append(path)
+                else:
+                    direct.append(path)
+            readable = [_convert(p, work / "converted", strict, skipped) for p in converted]
+            # Files DuckDB refuses (a corrupt line, a wrongly typed field) and files with lines
+            # that are not our records go through the reader, which says which line and why.
+            while True:
+                try:
+                    _load(con, [*direct, *readable])
+                except duckdb.Error as exc:
+                    bad = _first_refused(con, direct, duckdb)
+                    if bad is None:
+                        raise AnalysisError(f"DuckDB could not read the traces: {exc}") from exc
+                    direct.remove(bad)
+                    converted.append(bad)
+                    readable.append(_convert(bad, work / "converted", strict, skipped))
+                    continue
+                odd = _odd_files(con)
+                odd_direct = [p for p in direct if str(p) in odd]
+                if not odd_direct:
+                    break
+                for path in odd_direct:
+                    direct.remove(path)
+                    converted.append(path)
+                    readable.append(_convert(path, work / "converted", strict, skipped))
+            return TraceScan(
+                files=files,
+                groups=_groups(con),
+                records=con.execute("SELECT count(*) FROM raw").fetchone()[0],
+                skipped=skipped,
+                converted=converted,
+                newest=con.execute("SELECT max(start_time) FROM raw").fetchone()[0],
+            )
+        finally:
+            con.close()
+
+
+def _read_json(paths: Sequence[Path]) -> str:
+    return (
+        f"read_json({_sql_list(paths)}, format='newline_delimited', compression='auto', "
+        f"columns={_columns()}, filename=true, maximum_object_size={_MAX_OBJECT_BYTES})"
+    )
+
+
+def _load(con: Any, paths: Sequence[Path]) -> None:
+    con.execute("DROP TABLE IF EXISTS raw")
+    if not paths:
+        con.execute(
+            "CREATE TEMP TABLE raw AS SELECT * FROM (SELECT NULL::VARCHAR AS filename, "
+            + ", ".join(f"NULL::{kind} AS {name}" for name, kind in _COLUMNS.items())
+            + ") WHERE false"
+        )
+        return
+    con.execute(f"CREATE TEMP TABLE raw AS SELECT * FROM {_read_json(paths)}")
+
+
+def _first_refused(con: Any, paths: Sequence[Path], duckdb: Any) -> Path | None:
+    for path in paths:
+        try:
+            con.execute(f"SELECT count(*) FROM {_read_json([path])}").fetchone()
+        except duckdb.Error:
+            return path
+    return None
+
+
+def _odd_files(con: Any) -> set[str]:
+    rows = con.execute(
+        f"SELECT DISTINCT filename FROM raw WHERE schema IS DISTINCT FROM '{SCHEMA}' "
+        "OR kind IS NULL OR kind NOT IN ('llm', 'function') OR start_time IS NULL"
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _groups(con: Any) -> list[DailyGroup]:
+    rows = con.execute(
+        """
+        WITH fn AS (
+            SELECT span_id, any_value(function) AS function FROM raw
+            WHERE kind = 'function' AND function IS NOT NULL GROUP BY span_id
+        )
+        SELECT
+            substr(c.start_time, 1, 10) AS day,
+            coalesce(c.provider, '(unknown)') AS provider,
+            coalesce(c.request_model, c.response_model, '(unknown)') AS model,
+            coalesce(fn.function, '(none)') AS function,
+            count(*) AS calls,
+            count(c.error.type) AS errors,
+            coalesce(sum(c.usage.input_tokens), 0) AS input_tokens,
+            coalesce(sum(c.usage.output_tokens), 0) AS output_tokens,
+            coalesce(sum(c.cost_usd), 0) AS cost_usd,
+            count(*) - count(c.cost_usd) AS unpriced,
+            coalesce(sum(c.duration_ms), 0) AS latency_ms_sum,
+            count(c.evaluation.passed) AS evaluated,
+            count(*) FILTER (WHERE c.evaluation.passed) AS passed,
+            coalesce(sum(c.cost_usd) FILTER (WHERE c.evaluation.passed IS NOT NULL), 0) AS evaluated_cost_usd,
+            coalesce(sum(c.evaluation.confidence), 0) AS confidence_sum,
+            count(*) FILTER (WHERE c.replayed) AS replayed
+        FROM raw AS c LEFT JOIN fn ON fn.span_id = c.parent_span_id
+        WHERE c.kind = 'llm'
+        GROUP BY ALL
+        ORDER BY day, provider, model, function
+        """
+    ).fetchall()
+    return [DailyGroup(*row) for row in rows]
