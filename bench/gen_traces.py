@@ -38,7 +38,7 @@ FUNCTIONS = [
 WORDS = (
     "battery warranty installation inverter invoice refund shipping capacity solar panel grid "
     "export tariff monitoring app firmware update account contract cancellation payment plan"
-).split()
+).split()  # noqa: SIM905
 
 
 def _text(rng: random.Random, words: int) -> str:
@@ -161,7 +161,8 @@ def main() -> None:
     lines = generate(args.count, args.out, days=args.days, seed=args.seed)
     size = args.out.stat().st_size
     print(
-        f"{lines:,} lines, {size / 1e6:,.1f} MB ({size // lines} bytes/line) in {time.perf_counter() - t0:.1f} s"
+        f"{lines:,} lines, {size / 1e6:,.1f} MB ({size // lines} bytes/line) "
+        f"in {time.perf_counter() - t0:.1f} s"
     )
 
 

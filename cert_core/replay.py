@@ -62,6 +62,7 @@ __all__ = [
 
 FORMAT = "cert.cassette/1"
 SCRUBBED = "<scrubbed>"
+MULTIPART_BOUNDARY = "cert-cassette-boundary"
 
 # Request headers worth keeping in a cassette (none of them carries a credential).
 KEPT_REQUEST_HEADERS = frozenset(
@@ -85,10 +86,24 @@ DROPPED_RESPONSE_HEADERS = frozenset(
         "strict-transport-security",
     }
 )
+# Names of request fields, query parameters and headers that hold credentials ("api_key",
+# "subscription-key", "client_secret", "access_token", "Authorization", ...). Response bodies are
+# scrubbed by the narrower _RESPONSE_SECRET_NAME and by value: a model's answer has fields named
+# "token" (logprobs) and "signature" (thinking blocks) that are not secrets.
 _SECRET_NAME = re.compile(
-    r"(?i)(auth|api[-_]?key|secret|token|password|passwd|signature|^sig$|^key$|cookie|session)"
+    r"(?i)(key|secret|token|password|passwd|signature|credentials?)$|^(sig|auth|authorization|cookie)$"
+    r"|auth|session"
 )
-_SECRET_VALUE = re.compile(r"\b(?:sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{30,})")
+_RESPONSE_SECRET_NAME = re.compile(
+    r"(?i)(api[-_]?key|secret|password|passwd|credentials?|access[-_]?token|refresh[-_]?token|"
+    r"id[-_]?token|session[-_]?token|private[-_]?key)$"
+)
+# Key formats worth removing wherever they appear: OpenAI, Anthropic, Google API keys and OpenAI's
+# ephemeral client secrets.
+_SECRET_VALUE = re.compile(
+    r"\b(?:sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{30,}|ek_[A-Za-z0-9_\-]{16,})"
+)
+_USERINFO = re.compile(r"(?<=://)[^/@?#]+@")
 _DEFAULT_HOSTS = ("api.openai.com", "api.anthropic.com")
 
 
@@ -123,17 +138,28 @@ def _scrub_text(text: str, secrets: Iterable[str]) -> str:
     return _SECRET_VALUE.sub(SCRUBBED, text)
 
 
-def _scrub_json(value: Any, secrets: Sequence[str]) -> Any:
+def _scrub_json(value: Any, secrets: Sequence[str], names: re.Pattern[str] = _SECRET_NAME) -> Any:
+    """A copy of ``value`` with secrets replaced: by field name (the whole value under a secret
+    name, whatever its type, unless it is a number or a flag) and by value."""
     if isinstance(value, dict):
         return {
-            k: (SCRUBBED if _SECRET_NAME.search(k) and isinstance(v, str) else _scrub_json(v, secrets))
+            k: (SCRUBBED if names.search(k) and value_is_secret(v) else _scrub_json(v, secrets, names))
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_scrub_json(v, secrets) for v in value]
+        return [_scrub_json(v, secrets, names) for v in value]
     if isinstance(value, str):
         return _scrub_text(value, secrets)
     return value
+
+
+def value_is_secret(value: Any) -> bool:
+    """Whether a value under a secret-like name could be a secret (counts like max_tokens are not)."""
+    return value is not None and not isinstance(value, (bool, int, float))
+
+
+def _scrub_userinfo(url: str) -> str:
+    return _USERINFO.sub(SCRUBBED + "@", url)
 
 
 def _secret_values(headers: Iterable[tuple[str, str]]) -> list[str]:
@@ -154,7 +180,7 @@ def _secret_values(headers: Iterable[tuple[str, str]]) -> list[str]:
 
 def _scrub_url(url: str, secrets: Sequence[str]) -> str:
     base, sep, query = url.partition("?")
-    base = _scrub_text(base, secrets)
+    base = _scrub_text(_scrub_userinfo(base), secrets)
     if not sep:
         return base
     params = []
@@ -189,7 +215,7 @@ def _digest(text: str) -> str:
 class _Request:
     """A request as a cassette sees it: scrubbed, with its matching key."""
 
-    __slots__ = ("body", "body_text", "headers", "key", "method", "url")
+    __slots__ = ("body", "body_text", "headers", "key", "matched", "method", "url")
 
     def __init__(
         self,
@@ -211,6 +237,7 @@ class _Request:
                 _drop_field(matched, path)
         else:
             matched = body
+        self.matched = matched  # what is compared: the body without the ignored fields
         self.key = (method, url, _canonical(matched) if body is not None else (body_text or ""))
 
     @classmethod
@@ -300,15 +327,22 @@ class Entry:
         self.recorded = recorded
         self.replayed = replayed
 
+    def _number(self, *names: str) -> float | None:
+        for name in names:
+            value = self.recorded.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+        return None
+
     @property
     def latency_ms(self) -> float | None:
-        value = self.recorded.get("latency_ms")
-        return float(value) if isinstance(value, (int, float)) else None
+        """The whole call as the SDK's caller saw it (retries included), else the HTTP exchange."""
+        return self._number("call_ms", "latency_ms")
 
     @property
     def ttft_ms(self) -> float | None:
-        value = self.recorded.get("ttft_ms")
-        return float(value) if isinstance(value, (int, float)) else None
+        """Time to the first token (of text or a tool call), as measured live."""
+        return self._number("ttft_ms")
 
     @property
     def cost_usd(self) -> float | None:
@@ -316,11 +350,22 @@ class Entry:
         return float(value) if isinstance(value, (int, float)) else None
 
     def note_call(
-        self, usage: Mapping[str, Any] | None, cost_usd: float | None, price_source: str | None
+        self,
+        usage: Mapping[str, Any] | None,
+        cost_usd: float | None,
+        price_source: str | None,
+        *,
+        call_ms: float | None = None,
+        ttft_ms: float | None = None,
     ) -> None:
+        """What the connector measured of the call this response answered (recording only)."""
         if self.replayed:
             return
         with self.cassette._lock:
+            if call_ms is not None:
+                self.recorded["call_ms"] = round(call_ms, 3)
+            if ttft_ms is not None:
+                self.recorded["ttft_ms"] = round(ttft_ms, 3)
             if usage:
                 self.recorded["usage"] = {k: v for k, v in usage.items() if v is not None}
             self.recorded["cost_usd"] = cost_usd
@@ -343,8 +388,10 @@ class Cassette:
         ignore: Sequence[str] = (),
         hosts: Sequence[str] = (),
         upstream: str | None = None,
+        source: str | None = None,
     ) -> None:
         self.path = Path(path)
+        self.source = source  # where the mode came from, for messages ("--cert-record-mode")
         try:
             self.mode = RecordMode(mode)
         except ValueError:
@@ -355,17 +402,19 @@ class Cassette:
         self.upstream = upstream.rstrip("/") if upstream else None
         self._lock = threading.Lock()
         self._dirty = False
-        self.existed = self.path.exists()
+        # A cassette written earlier in this run (a file shared by several tests) counts as new:
+        # every test that shares it may still record into it.
+        self.existed = self.path.exists() and (
+            _written_this_run is None or _key(self.path) not in _written_this_run
+        )
         self.interactions: list[dict[str, Any]] = []  # what the file holds (and new recordings)
         self._requests: list[_Request] = []
         self._used: list[bool] = []
         self.replayed = 0
         self.recorded = 0
-        self._streams: list[_EventRecorder] = []  # streams being recorded, not yet closed
-        if self.existed and self.mode is not RecordMode.ALL:
+        self._streams: list[_StreamRecorder] = []  # streams being recorded, not yet closed
+        if self.path.exists() and (self.mode is not RecordMode.ALL or not self.existed):
             self._load()
-        elif self.existed:
-            self._dirty = True  # "all" rewrites the file even when nothing is recorded
 
     # ---- loading and saving
 
@@ -409,9 +458,14 @@ class Cassette:
         events = response.get("events")
         if events is not None and not (
             isinstance(events, list)
-            and all(isinstance(e, dict) and isinstance(e.get("data"), str) for e in events)
+            and all(
+                isinstance(e, dict) and (isinstance(e.get("data"), str) or isinstance(e.get("base64"), str))
+                for e in events
+            )
         ):
-            raise CassetteError(f"{where}.response.events: expected a list of {{'t_ms', 'data'}} objects")
+            raise CassetteError(
+                f"{where}.response.events: expected a list of {{'t_ms', 'data' or 'base64'}} objects"
+            )
         if not isinstance(item.get("recorded", {}), dict):
             raise CassetteError(f"{where}.recorded: expected an object")
 
@@ -421,11 +475,14 @@ class Cassette:
         A stream still open (never read to its end nor closed) is kept as far as it was read,
         marked ``incomplete``."""
         for recorder in list(self._streams):
-            recorder.close(complete=False)
+            recorder.close(exhausted=False)
         with self._lock:
-            if not self._dirty or (not self.existed and not self.interactions):
-                return False  # nothing new, or a new cassette with nothing in it
-            document = {"format": FORMAT, "interactions": list(self.interactions)}
+            # Only complete recordings: a call still running (in a thread that outlived the
+            # block) or one that broke before its answer has nothing to replay.
+            keep = [i for i in self.interactions if type(i.get("response", {}).get("status")) is int]
+            if not self._dirty or not keep or (self.mode is RecordMode.ALL and not self.recorded):
+                return False  # nothing new; or nothing at all (a test skipped before its calls)
+            document = {"format": FORMAT, "interactions": keep}
             text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
             self._dirty = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -433,7 +490,10 @@ class Cassette:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
+            Path(tmp).chmod(0o644)  # mkstemp makes it private; a cassette is a project file
             Path(tmp).replace(self.path)
+            if _written_this_run is not None:
+                _written_this_run.add(_key(self.path))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -464,7 +524,14 @@ class Cassette:
         raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         secrets = _secret_values(raw_headers)
         headers = {k.lower(): v for k, v in raw_headers if k.lower() in KEPT_REQUEST_HEADERS}
-        content = request.content
+        content = request.content  # read by handle()/handle_async() first (multipart bodies stream)
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/") and "boundary=" in ctype:
+            # A random boundary per request: replaced by a fixed one, so uploads can match.
+            boundary = ctype.split("boundary=", 1)[1].split(";", 1)[0].strip().strip('"')
+            if boundary:
+                content = content.replace(boundary.encode(), MULTIPART_BOUNDARY.encode())
+                headers["content-type"] = ctype.replace(boundary, MULTIPART_BOUNDARY)
         body: Any = None
         body_text: str | None = None
         if content:
@@ -488,9 +555,10 @@ class Cassette:
 
     def miss_message(self, wanted: _Request) -> str:
         exists = ", the cassette exists" if self.mode is RecordMode.ONCE else ""
+        source = f" from {self.source}" if self.source else ""
         lines = [
             f"cert replay: no recording for this request in cassette {self.path} "
-            f"(record mode {self.mode.value}{exists})",
+            f"(record mode {self.mode.value}{source}{exists})",
             f"  request: {wanted.describe()}",
         ]
         same = [i for i, r in enumerate(self._requests) if r.key == wanted.key]
@@ -509,7 +577,7 @@ class Cassette:
                 return (
                     r.method != wanted.method,
                     r.url != wanted.url,
-                    _differences(r.body, wanted.body) if r.body is not None else 1,
+                    _differences(r.matched, wanted.matched) if r.body is not None else 1,
                 )
 
             ranked = sorted(range(len(self._requests)), key=lambda i: distance(self._requests[i]))[:3]
@@ -521,7 +589,7 @@ class Cassette:
                 elif r.url != wanted.url:
                     why = f"url: recorded {r.url}, requested {wanted.url}"
                 else:
-                    diff = _first_difference(r.body, wanted.body) if r.body is not None else None
+                    diff = _first_difference(r.matched, wanted.matched) if r.body is not None else None
                     if diff is None:
                         why = "body: " + ("already used" if self._used[i] else "differs")
                     else:
@@ -539,16 +607,21 @@ class Cassette:
     def _replay_response(self, lib: Any, index: int) -> Any:
         item = self.interactions[index]
         stored = item["response"]
-        headers = [(k, v) for k, v in (stored.get("headers") or {}).items()]
+        headers = [
+            (k, item)
+            for k, v in (stored.get("headers") or {}).items()
+            for item in (v if isinstance(v, list) else [v])
+        ]
         entry = Entry(self, item.setdefault("recorded", {}), replayed=True)
         extensions = {"cert_cassette": entry}
         with self._lock:
             self.replayed += 1
         if "events" in stored:
-            chunks = [e["data"].encode() for e in stored["events"]]
-            return lib.Response(
-                stored["status"], headers=headers, stream=_replay_stream(lib, chunks), extensions=extensions
-            )
+            chunks = [
+                e["data"].encode() if "data" in e else base64.b64decode(e["base64"]) for e in stored["events"]
+            ]
+            stream = _replay_stream(lib, chunks, stored.get("error"))
+            return lib.Response(stored["status"], headers=headers, stream=stream, extensions=extensions)
         if "body" in stored:
             content = json.dumps(stored["body"], ensure_ascii=False).encode()
         elif "body_base64" in stored:
@@ -580,7 +653,7 @@ class Cassette:
     def _new_item(self, wanted: _Request) -> tuple[dict[str, Any], Entry]:
         recorded: dict[str, Any] = {"at": format_timestamp(time.time_ns())}
         if self.upstream:
-            recorded["upstream"] = self.upstream
+            recorded["upstream"] = _scrub_userinfo(self.upstream)
         item: dict[str, Any] = {"request": wanted.to_stored(), "response": {}, "recorded": recorded}
         with self._lock:
             self.interactions.append(item)
@@ -598,13 +671,19 @@ class Cassette:
                     self.recorded -= 1
                     break
 
-    def _stored_headers(self, response: Any, secrets: Sequence[str]) -> dict[str, str]:
-        out = {}
+    def _stored_headers(self, response: Any, secrets: Sequence[str]) -> dict[str, Any]:
+        """Response headers worth keeping; a repeated header keeps its values as a list."""
+        out: dict[str, Any] = {}
         for key, value in response.headers.multi_items():
             name = key.lower()
-            if name in DROPPED_RESPONSE_HEADERS or _SECRET_NAME.search(name):
+            if name in DROPPED_RESPONSE_HEADERS or _RESPONSE_SECRET_NAME.search(name) or "auth" in name:
                 continue
-            out[name] = _scrub_text(value, secrets)
+            text = _scrub_text(value, secrets)
+            if name in out:
+                previous = out[name]
+                out[name] = [*previous, text] if isinstance(previous, list) else [previous, text]
+            else:
+                out[name] = text
         return out
 
     def _finish_body(
@@ -618,7 +697,7 @@ class Cassette:
     ) -> None:
         stored: dict[str, Any] = {"status": status, "headers": headers}
         try:
-            stored["body"] = _scrub_json(json.loads(body), secrets)
+            stored["body"] = _scrub_json(json.loads(body), secrets, _RESPONSE_SECRET_NAME)
         except (ValueError, UnicodeDecodeError):
             try:
                 stored["body_text"] = _scrub_text(body.decode("utf-8"), secrets)
@@ -630,6 +709,7 @@ class Cassette:
 
     def handle(self, lib: Any, inner: Any, pick: Callable[[Any], Any], request: Any) -> Any:
         __tracebackhide__ = True
+        request.read()  # a streamed (multipart) body, so that it can be matched and sent again
         wanted, secrets, index = self._begin(request)
         if index is not None:
             return self._replay_response(lib, index)
@@ -640,13 +720,18 @@ class Cassette:
         t0 = time.perf_counter()
         try:
             response = inner.handle_request(outgoing)
+            if _is_stream(response):
+                return self._stream_response(lib, item, entry, response, secrets, t0, is_async=False)
+            body = response.read()
+            response.close()
         except BaseException:
-            self._discard(item)  # nothing came back: nothing to record
+            self._discard(item)  # no complete answer came back: nothing to record
             raise
-        return self._recorded_response(lib, item, entry, response, secrets, t0, is_async=False)
+        return self._complete(lib, item, entry, response, body, secrets, t0)
 
     async def handle_async(self, lib: Any, inner: Any, pick: Callable[[Any], Any], request: Any) -> Any:
         __tracebackhide__ = True
+        await request.aread()
         wanted, secrets, index = self._begin(request)
         if index is not None:
             return self._replay_response(lib, index)
@@ -657,13 +742,13 @@ class Cassette:
         t0 = time.perf_counter()
         try:
             response = await inner.handle_async_request(outgoing)
+            if _is_stream(response):
+                return self._stream_response(lib, item, entry, response, secrets, t0, is_async=True)
+            body = await response.aread()
+            await response.aclose()
         except BaseException:
             self._discard(item)
             raise
-        if "text/event-stream" in response.headers.get("content-type", ""):
-            return self._recorded_response(lib, item, entry, response, secrets, t0, is_async=True)
-        body = await response.aread()
-        await response.aclose()
         return self._complete(lib, item, entry, response, body, secrets, t0)
 
     def _complete(
@@ -685,7 +770,7 @@ class Cassette:
             extensions={**response.extensions, "cert_cassette": entry},
         )
 
-    def _recorded_response(
+    def _stream_response(
         self,
         lib: Any,
         item: dict[str, Any],
@@ -696,12 +781,8 @@ class Cassette:
         *,
         is_async: bool,
     ) -> Any:
-        if "text/event-stream" not in response.headers.get("content-type", ""):
-            body = response.read()
-            response.close()
-            return self._complete(lib, item, entry, response, body, secrets, t0)
-        headers = self._stored_headers(response, secrets)
-        recorder = _EventRecorder(self, item, headers, response, secrets, t0)
+        """Pass a streamed answer through to the SDK as it arrives, recording it on the way."""
+        recorder = _StreamRecorder(self, item, response, secrets, t0)
         with self._lock:
             self._streams.append(recorder)
         stream = _recording_stream(lib, response.stream, recorder, is_async=is_async)
@@ -714,23 +795,40 @@ class Cassette:
 
 
 _FRAMING = frozenset({"content-length", "content-encoding", "transfer-encoding"})
+# Answers recorded chunk by chunk as they pass (server-sent events; AWS Bedrock's event stream).
+_STREAM_TYPES = ("text/event-stream", "application/vnd.amazon.eventstream")
+# Events that end a stream: seeing one means the answer was complete, even when the SDK closes
+# the stream right after it without reading on.
+_TERMINAL = (
+    "data: [DONE]",
+    "event: message_stop",
+    '"type": "response.completed"',
+    '"type":"response.completed"',
+)
 
 
-class _EventRecorder:
-    """Collects a streamed answer as it passes to the SDK; stores it event by event at the end."""
+def _is_stream(response: Any) -> bool:
+    ctype = response.headers.get("content-type", "").lower()
+    return any(t in ctype for t in _STREAM_TYPES)
+
+
+class _StreamRecorder:
+    """Collects a streamed answer as it passes to the SDK; stores it at the end.
+
+    Server-sent events are stored as text, event by event; other streams (and any stream in an
+    encoding we cannot decode) as their raw chunks in base64. Each piece keeps its arrival time.
+    """
 
     def __init__(
         self,
         cassette: Cassette,
         item: dict[str, Any],
-        headers: dict[str, str],
         response: Any,
         secrets: list[str],
         t0: float,
     ) -> None:
         self.cassette = cassette
         self.item = item
-        self.headers = headers
         self.status = response.status_code
         self.secrets = secrets
         self.t0 = t0
@@ -738,24 +836,43 @@ class _EventRecorder:
         self.events: list[dict[str, Any]] = []
         self.first_ms: float | None = None
         self.done = False
+        self.terminal = False
+        self.error: dict[str, str] | None = None
+        headers = cassette._stored_headers(response, secrets)
         encoding = response.headers.get("content-encoding", "identity").lower()
         wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding)
         self.decompress = zlib.decompressobj(wbits) if wbits else None
-        if encoding not in ("identity", "gzip", "deflate"):
-            raise CassetteError(f"cannot record a stream sent with content-encoding {encoding!r}")
+        self.text = "text/event-stream" in response.headers.get("content-type", "").lower() and (
+            encoding in ("identity", "gzip", "deflate")
+        )
+        if not self.text and encoding != "identity":
+            headers["content-encoding"] = encoding  # kept raw: the client decodes it on replay
+        self.headers = headers
         self.decoder = _utf8_decoder()
 
+    def _now(self) -> float:
+        return round((time.perf_counter() - self.t0) * 1000, 3)
+
     def feed(self, chunk: bytes) -> None:
-        now = round((time.perf_counter() - self.t0) * 1000, 3)
+        now = self._now()
         if self.first_ms is None:
             self.first_ms = now
+        if not self.text:
+            self.events.append({"t_ms": now, "base64": base64.b64encode(chunk).decode()})
+            return
         data = self.decompress.decompress(chunk) if self.decompress else chunk
         self.buffer += self.decoder.decode(data).replace("\r\n", "\n")
         while "\n\n" in self.buffer:
             event, self.buffer = self.buffer.split("\n\n", 1)
+            if any(marker in event for marker in _TERMINAL):
+                self.terminal = True
             self.events.append({"t_ms": now, "data": _scrub_text(event, self.secrets) + "\n\n"})
 
-    def close(self, complete: bool) -> None:
+    def broke(self, exc: BaseException) -> None:
+        """The stream failed mid-way (a network error): replay fails the same way at that point."""
+        self.error = {"type": type(exc).__name__, "message": str(exc)}
+
+    def close(self, exhausted: bool) -> None:
         if self.done:
             return
         self.done = True
@@ -763,19 +880,17 @@ class _EventRecorder:
             if self in self.cassette._streams:
                 self.cassette._streams.remove(self)
         if self.buffer:
-            self.events.append(
-                {
-                    "t_ms": round((time.perf_counter() - self.t0) * 1000, 3),
-                    "data": _scrub_text(self.buffer, self.secrets),
-                }
-            )
+            self.events.append({"t_ms": self._now(), "data": _scrub_text(self.buffer, self.secrets)})
+        response: dict[str, Any] = {"status": self.status, "headers": self.headers, "events": self.events}
+        if self.error:
+            response["error"] = self.error
         with self.cassette._lock:
-            self.item["response"] = {"status": self.status, "headers": self.headers, "events": self.events}
+            self.item["response"] = response
             recorded = self.item["recorded"]
-            recorded["latency_ms"] = round((time.perf_counter() - self.t0) * 1000, 3)
+            recorded["latency_ms"] = self._now()
             if self.first_ms is not None:
-                recorded["ttft_ms"] = self.first_ms
-            if not complete:
+                recorded["first_byte_ms"] = self.first_ms
+            if self.error or not (exhausted or self.terminal):
                 recorded["incomplete"] = True
             self.cassette._dirty = True
 
@@ -799,28 +914,42 @@ def _classes(lib: Any) -> tuple[type, type, type]:
         pass
 
     class ReplayStream(lib.SyncByteStream, lib.AsyncByteStream):  # type: ignore[misc]
-        """The recorded events of a stream, one chunk each."""
+        """The recorded events of a stream, one chunk each, and the error that cut it, if any."""
 
-        def __init__(self, chunks: list[bytes]) -> None:
+        def __init__(self, chunks: list[bytes], error: Mapping[str, str] | None) -> None:
             self.chunks = chunks
+            self.error = error
+
+        def _raise(self) -> None:
+            if self.error:
+                kind = getattr(lib, str(self.error.get("type")), None)
+                if not (isinstance(kind, type) and issubclass(kind, lib.TransportError)):
+                    kind = lib.ReadError
+                raise kind(str(self.error.get("message", "")))
 
         def __iter__(self) -> Iterator[bytes]:
             yield from self.chunks
+            self._raise()
 
         async def __aiter__(self) -> Any:
             for chunk in self.chunks:
                 yield chunk
+            self._raise()
 
     class SyncRecording(lib.SyncByteStream):  # type: ignore[misc]
-        def __init__(self, inner: Any, recorder: _EventRecorder) -> None:
+        def __init__(self, inner: Any, recorder: _StreamRecorder) -> None:
             self.inner = inner
             self.recorder = recorder
             self.complete = False
 
         def __iter__(self) -> Iterator[bytes]:
-            for chunk in self.inner:
-                self.recorder.feed(chunk)
-                yield chunk
+            try:
+                for chunk in self.inner:
+                    self.recorder.feed(chunk)
+                    yield chunk
+            except Exception as exc:
+                self.recorder.broke(exc)
+                raise
             self.complete = True
 
         def close(self) -> None:
@@ -830,15 +959,19 @@ def _classes(lib: Any) -> tuple[type, type, type]:
                 self.recorder.close(self.complete)
 
     class AsyncRecording(lib.AsyncByteStream):  # type: ignore[misc]
-        def __init__(self, inner: Any, recorder: _EventRecorder) -> None:
+        def __init__(self, inner: Any, recorder: _StreamRecorder) -> None:
             self.inner = inner
             self.recorder = recorder
             self.complete = False
 
         async def __aiter__(self) -> Any:
-            async for chunk in self.inner:
-                self.recorder.feed(chunk)
-                yield chunk
+            try:
+                async for chunk in self.inner:
+                    self.recorder.feed(chunk)
+                    yield chunk
+            except Exception as exc:
+                self.recorder.broke(exc)
+                raise
             self.complete = True
 
         async def aclose(self) -> None:
@@ -851,17 +984,33 @@ def _classes(lib: Any) -> tuple[type, type, type]:
     return _stream_classes[lib]
 
 
-def _replay_stream(lib: Any, chunks: list[bytes]) -> Any:
-    return _classes(lib)[0](chunks)
+def _replay_stream(lib: Any, chunks: list[bytes], error: Mapping[str, str] | None = None) -> Any:
+    return _classes(lib)[0](chunks, error)
 
 
-def _recording_stream(lib: Any, inner: Any, recorder: _EventRecorder, *, is_async: bool) -> Any:
+def _recording_stream(lib: Any, inner: Any, recorder: _StreamRecorder, *, is_async: bool) -> Any:
     return _classes(lib)[2 if is_async else 1](inner, recorder)
 
 
 # --------------------------------------------------------------------------- patching the clients
 
-_active: list[Cassette] = []  # process-wide: threads a test starts see its cassette too
+_active: list[Cassette] = []
+# Cassette files written in this test run, once a runner asks for it (see track_run()).
+_written_this_run: set[str] | None = None
+
+
+def track_run() -> None:
+    """Start a run (the pytest plugin calls this): from now on a cassette file written earlier in
+    the run counts as new, so every test sharing it (``cassette="shared/faq.json"``) may record
+    into it in ``once`` and ``all`` modes. Outside a runner each block stands alone."""
+    global _written_this_run
+    _written_this_run = set()
+
+
+def _key(path: Path) -> str:
+    return os.path.normcase(str(path.resolve()))  # process-wide: threads a test starts see its cassette too
+
+
 _state_lock = threading.RLock()
 _installed: list[tuple[type, Any]] = []
 

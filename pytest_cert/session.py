@@ -136,11 +136,7 @@ def read_settings(config: pytest.Config) -> Settings:
     if ignore:
         values["replay_ignore"], sources["replay_ignore"] = ignore, "ini cert_replay_ignore"
     mode = values.get("record_mode")
-    if (
-        mode in ("once", "new_episodes")
-        and sources["record_mode"].startswith("ini")
-        and os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-    ):
+    if mode in ("once", "new_episodes") and sources["record_mode"].startswith("ini") and running_in_ci():
         # CI replays only: a missing recording fails the build instead of calling a paid API
         # with whatever key the runner has. An explicit --cert-record-mode still wins.
         values["record_mode"] = "none"
@@ -178,6 +174,11 @@ class TestState:
 STATE_KEY = pytest.StashKey[TestState]()
 
 
+def running_in_ci() -> bool:
+    """``CI`` is set to something true (GitHub Actions, GitLab, CircleCI and others set it)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 _UNSAFE = re.compile(r"[^\w.\-\[\]=,+]+")
 
 
@@ -185,7 +186,9 @@ def cassette_name(item: pytest.Item) -> str:
     """``test_name.json`` (``Class.test_name[param].json``), safe as a file name on every OS."""
     name = item.nodeid.split("::", 1)[1] if "::" in item.nodeid else item.name
     safe = _UNSAFE.sub("_", name.replace("::", ".")).strip("._") or "test"
-    if len(safe) > 120 or safe != name.replace("::", "."):
+    # A digest also where parameter ids differ only in case (test[A], test[a]): one file on
+    # macOS and Windows otherwise.
+    if len(safe) > 120 or safe != name.replace("::", ".") or ("[" in name and name != name.lower()):
         import hashlib
 
         digest = hashlib.sha256(name.encode()).hexdigest()[:8]
@@ -315,6 +318,7 @@ class CertSession:
         self._ran = False  # a test report arrived (not --collect-only or a collection error)
         self._has_result_hooks = True
         self._junit = True
+        self._cassettes_tracked = False
         self.decode_errors: list[str] = []
         self._test_hooks = _TestHooks(self)
         self._receiver = _ReportReceiver(self)
@@ -465,10 +469,21 @@ class CertSession:
     def _open_cassette(self, item: pytest.Item, state: TestState) -> None:
         """Put the test's cassette in front of the HTTP clients, from setup to teardown."""
         options, s = state.options, self.settings
-        mode = options.record_mode or s.record_mode
+        # The command line wins over a marker, a marker over the ini; in CI a marker may not
+        # record either (the ini's mode was lowered already).
+        mode, source = s.record_mode, s.sources.get("record_mode")
+        if options.record_mode is not None and not (source or "").startswith("--"):
+            mode, source = options.record_mode, "the cert marker"
+            if mode in ("once", "new_episodes", "all") and running_in_ci():
+                mode, source = "none", f"the cert marker's {options.record_mode!r}, lowered in CI"
         if mode is None or mode == "off":
             return
+        from cert_core import replay
         from cert_core.replay import Cassette, CassetteError
+
+        if not self._cassettes_tracked:
+            replay.track_run()
+            self._cassettes_tracked = True
 
         folder = item.path.parent / (s.cassette_dir or DEFAULT_CASSETTE_DIR)
         path = (
@@ -476,7 +491,7 @@ class CertSession:
         )
         ignore = options.replay_ignore if options.replay_ignore is not None else s.replay_ignore
         try:
-            cassette = Cassette(path, mode, ignore=ignore, upstream=s.record_upstream)
+            cassette = Cassette(path, mode, ignore=ignore, upstream=s.record_upstream, source=source)
         except CassetteError as exc:
             raise CassetteError(f"{item.nodeid}: {exc}") from None
         state.cassette = cassette.__enter__()

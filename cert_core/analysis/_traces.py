@@ -90,9 +90,7 @@ def _duckdb() -> Any:
     try:
         import duckdb
     except ImportError as exc:
-        raise AnalysisError(
-            'trace analysis needs DuckDB: pip install "pytest-cert[analysis]"'
-        ) from exc
+        raise AnalysisError('trace analysis needs DuckDB: pip install "pytest-cert[analysis]"') from exc
     return duckdb
 
 

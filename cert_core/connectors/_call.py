@@ -345,7 +345,13 @@ class LlmCall:
                     cost, price_error = entry.cost_usd, None
                     source = entry.recorded.get("price_source") or source
             else:
-                entry.note_call(msgspec.to_builtins(usage) if usage is not None else None, cost, source)
+                entry.note_call(
+                    msgspec.to_builtins(usage) if usage is not None else None,
+                    cost,
+                    source,
+                    call_ms=duration_ns / 1e6,
+                    ttft_ms=ttft,
+                )
         record = TraceRecord(
             schema=SCHEMA,
             trace_id=self.span.trace_id,

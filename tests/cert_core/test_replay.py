@@ -355,10 +355,13 @@ def test_cassette_keeps_latency_usage_and_cost_and_replay_reports_them(
     assert recorded["usage"] == {"input_tokens": 30, "output_tokens": 8}
     assert recorded["cost_usd"] == pytest.approx(live[0].cost_usd)
     assert "genai-prices" in recorded["price_source"]
-    assert recorded["latency_ms"] > 0
-    assert 0 < recorded["ttft_ms"] <= recorded["latency_ms"]
+    assert recorded["latency_ms"] > 0  # the HTTP exchange
+    assert 0 < recorded["first_byte_ms"] <= recorded["latency_ms"]
+    # What the caller saw, as the connector measured it live: the whole call, the first token.
+    assert recorded["call_ms"] == pytest.approx(live[0].duration_ms, abs=1e-3)
+    assert recorded["ttft_ms"] == pytest.approx(live[0].ttft_ms, abs=1e-3)
     # The replayed record carries the recorded latency and time to first token, not replay speed.
-    assert offline[0].duration_ms == pytest.approx(recorded["latency_ms"])
+    assert offline[0].duration_ms == pytest.approx(recorded["call_ms"])
     assert offline[0].ttft_ms == pytest.approx(recorded["ttft_ms"])
 
 
@@ -727,3 +730,216 @@ def test_a_failed_request_is_not_recorded(tmp_path: Path) -> None:
         Network(fake).openai(max_retries=0).chat.completions.create(model="m", messages=MESSAGES)
     assert (cassette.recorded, cassette.interactions) == (0, [])
     assert not path.exists()  # so the next "once" run records it
+
+
+def test_multipart_upload_records_and_replays(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    transcript = {"text": "Paris is the capital of France."}
+    fake = FakeLLM().add("/audio/transcriptions", Reply(transcript))
+    audio = ("question.wav", b"RIFF\x00\x01fake-audio-bytes", "audio/wav")
+    with use_cassette(path, "once"):
+        live = Network(fake).openai().audio.transcriptions.create(model="whisper-1", file=audio)
+    with use_cassette(path, "none") as cassette:  # a new random boundary: still a match
+        again = Network(None).openai().audio.transcriptions.create(model="whisper-1", file=audio)
+    assert again.text == live.text == transcript["text"]
+    assert cassette.replayed == 1
+    stored = json.loads(path.read_text())["interactions"][0]["request"]
+    assert replay.MULTIPART_BOUNDARY in stored["headers"]["content-type"]
+
+
+def test_more_secrets_never_reach_the_cassette(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    client_secret = "ek_0123456789abcdefABCDEF"
+    fake = FakeLLM().add(
+        "/realtime/client_secrets", Reply({"value": client_secret, "client_secret": {"value": client_secret}})
+    )
+    client = openai.OpenAI(
+        api_key=OPENAI_KEY,
+        base_url="https://ci-user:gateway-password-123@gateway.example/v1",
+        http_client=httpx2.Client(transport=fake.transport()),
+    )
+    with use_cassette(
+        path, "once", hosts=["gateway.example"], upstream="https://rec:upstream-pass-456@127.0.0.1:9"
+    ):
+        client.post(
+            "/realtime/client_secrets",
+            cast_to=object,
+            body={"private_key": "-----BEGIN KEY-----abc", "access_key": "AKIA1234567890"},
+            options={"params": {"subscription-key": "apim-key-7890abcdef"}},
+        )
+    text = path.read_text()
+    for secret in (
+        "gateway-password-123",
+        "upstream-pass-456",
+        "BEGIN KEY",
+        "AKIA1234567890",
+        "apim-key-7890abcdef",
+        client_secret,
+    ):
+        assert secret not in text
+
+
+def test_answers_are_not_scrubbed_by_field_name(tmp_path: Path) -> None:
+    """A model's answer has fields named "token" (logprobs) and "signature" (thinking): kept."""
+    path = tmp_path / "c.json"
+    body = _azure_body()
+    body["choices"][0]["logprobs"] = {
+        "content": [{"token": "Paris", "logprob": -0.1, "bytes": None, "top_logprobs": []}]
+    }
+    headers = {"x-ratelimit-remaining-tokens": "149000", "x-multi": "a"}
+    fake = FakeLLM().add("/chat/completions", Reply(body, headers=headers))
+    with use_cassette(path, "once"):
+        Network(fake).openai().chat.completions.create(model="m", messages=MESSAGES, logprobs=True)
+    stored = json.loads(path.read_text())["interactions"][0]["response"]
+    assert stored["body"]["choices"][0]["logprobs"]["content"][0]["token"] == "Paris"
+    assert stored["headers"]["x-ratelimit-remaining-tokens"] == "149000"
+    with use_cassette(path, "none"):
+        raw = (
+            Network(None)
+            .openai()
+            .chat.completions.with_raw_response.create(model="m", messages=MESSAGES, logprobs=True)
+        )
+    assert raw.headers["x-ratelimit-remaining-tokens"] == "149000"
+    assert raw.parse().choices[0].logprobs.content[0].token == "Paris"  # type: ignore[union-attr, index]
+
+
+def test_a_stream_that_broke_replays_the_break_and_a_complete_one_is_complete(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    with use_cassette(path, "once"):
+        _chat_stream_text(
+            Network(_fake())
+            .openai()
+            .chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        )
+    assert "incomplete" not in json.loads(path.read_text())["interactions"][0]["recorded"]
+
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    first = {**chunk, "choices": [{"index": 0, "delta": {"content": "Par"}, "finish_reason": None}]}
+
+    class Broken(httpx2.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield f"data: {json.dumps(first)}\n\n".encode()
+            raise httpx2.ReadError("connection reset")
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=Broken())
+
+    cut = tmp_path / "cut.json"
+
+    def read(transport: Any) -> str:
+        client = openai.OpenAI(
+            api_key=OPENAI_KEY, max_retries=0, http_client=httpx2.Client(transport=transport)
+        )
+        parts: list[str] = []
+
+        def consume() -> None:
+            for piece in client.chat.completions.create(model="m", messages=MESSAGES, stream=True):
+                parts.append(piece.choices[0].delta.content or "")
+
+        # The SDK turns the broken read into a connection error, live and replayed alike.
+        with pytest.raises(openai.APIConnectionError):
+            consume()
+        return "".join(parts)
+
+    with use_cassette(cut, "once"):
+        assert read(httpx2.MockTransport(handler)) == "Par"
+    item = json.loads(cut.read_text())["interactions"][0]
+    assert item["recorded"]["incomplete"] is True
+    assert item["response"]["error"] == {"type": "ReadError", "message": "connection reset"}
+    with use_cassette(cut, "none"):
+        assert read(Network(None).transport()) == "Par"
+
+
+def test_an_undecodable_stream_is_kept_raw_and_replays(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    body = b"event: message_stop\ndata: {}\n\n"
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        headers = {"content-type": "text/event-stream", "content-encoding": "x-custom"}
+        return httpx2.Response(200, headers=headers, content=body)
+
+    client = httpx2.Client(transport=httpx2.MockTransport(handler))
+    url, headers = "https://api.anthropic.com/v1/messages", {"x-stainless-lang": "python"}
+    with (
+        use_cassette(path, "once"),
+        client.stream("POST", url, json={"stream": True}, headers=headers) as response,
+    ):
+        live = b"".join(response.iter_raw())
+    stored = json.loads(path.read_text())["interactions"][0]["response"]
+    assert stored["headers"]["content-encoding"] == "x-custom"
+    assert "base64" in stored["events"][0]
+    offline = httpx2.Client(transport=Network(None).transport())
+    with (
+        use_cassette(path, "none"),
+        offline.stream("POST", url, json={"stream": True}, headers=headers) as response,
+    ):
+        assert b"".join(response.iter_raw()) == live == body
+
+
+def test_a_body_that_breaks_while_recording_leaves_a_loadable_cassette(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    attempts = []
+
+    class Cut(httpx2.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield b'{"id": "x",'
+            raise httpx2.ReadError("reset")
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        attempts.append(1)
+        if len(attempts) == 1:
+            return httpx2.Response(200, headers={"content-type": "application/json"}, stream=Cut())
+        return httpx2.Response(200, json=_azure_body())
+
+    client = openai.OpenAI(
+        api_key=OPENAI_KEY, http_client=httpx2.Client(transport=httpx2.MockTransport(handler))
+    )
+    with use_cassette(path, "once") as cassette:
+        client.chat.completions.create(model="m", messages=MESSAGES)  # the SDK retries and succeeds
+    assert (len(attempts), cassette.recorded) == (2, 1)
+    assert len(Cassette(path, "none").interactions) == 1
+
+
+def test_retries_replay_with_the_whole_calls_latency(instrumented: None, tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    fake = FakeLLM().error("/chat/completions", 429, "slow down", **{"retry-after-ms": "50"})
+    fake.openai_chat("ok")
+    first, second = Recorded(), Recorded()
+    with cert_core.recording(first), use_cassette(path, "once"):
+        Network(fake).openai().chat.completions.create(model="m", messages=MESSAGES)
+    with cert_core.recording(second), use_cassette(path, "none"):
+        Network(None).openai().chat.completions.create(model="m", messages=MESSAGES)
+    assert len(json.loads(path.read_text())["interactions"]) == 2
+    (live,), (again,) = first.records, second.records
+    assert live.duration_ms >= 50  # the wait before the retry is part of the call
+    assert again.duration_ms == pytest.approx(live.duration_ms, abs=1e-3)
+
+
+def test_miss_message_compares_what_is_matched(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    url, headers = "https://api.openai.com/v1/chat/completions", {"x-stainless-lang": "python"}
+    with use_cassette(path, "once"):
+        httpx2.Client(transport=FakeLLM().openai_chat("ok").transport()).post(
+            url, json={"model": "gpt-4o-mini", "metadata": {"run_id": "run-1"}}, headers=headers
+        )
+    offline = httpx2.Client(transport=Network(None).transport())
+    with use_cassette(path, "none", ignore=["metadata"]), pytest.raises(CassetteMiss) as caught:
+        offline.post(url, json={"model": "gpt-4o", "metadata": {"run_id": "run-2"}}, headers=headers)
+    assert "differs in body.model: recorded 'gpt-4o-mini', requested 'gpt-4o'" in str(caught.value)
+
+
+def test_all_keeps_a_cassette_when_nothing_was_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    with use_cassette(path, "once"):
+        Network(_fake()).openai().chat.completions.create(model="m", messages=MESSAGES)
+    before = path.read_text()
+    with use_cassette(path, "all"):
+        pass  # e.g. the test skipped itself before its first call
+    assert path.read_text() == before
+
+
+def test_cassette_files_are_readable_by_the_project(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    with use_cassette(path, "once"):
+        Network(_fake()).openai().chat.completions.create(model="m", messages=MESSAGES)
+    assert path.stat().st_mode & 0o777 == 0o644

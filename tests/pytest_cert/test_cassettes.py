@@ -101,7 +101,7 @@ def test_missing_recording_fails_the_test_with_the_request(
     result.stdout.fnmatch_lines(
         [
             "E *CassetteMiss: cert replay: no recording for this request in cassette "
-            "*test_answer.json (record mode none)",
+            "*test_answer.json (record mode none from --cert-record-mode)",
             "E *request: POST https://api.openai.com/v1/chat/completions model=gpt-4o-mini body sha256:*",
             "E *the cassette holds no recordings (the file does not exist)",
         ]
@@ -166,7 +166,7 @@ def test_latency_gate_uses_the_recorded_latency(
     app.runpytest("--cert-record-mode=once", "-k", "test_answer").assert_outcomes(passed=1)
     path = app.path / "cassettes/test_app/test_answer.json"
     data = json.loads(path.read_text())
-    data["interactions"][0]["recorded"]["latency_ms"] = 4321.0  # as slow as the real call was
+    data["interactions"][0]["recorded"]["call_ms"] = 4321.0  # as slow as the real call was
     path.write_text(json.dumps(data, indent=2))
     monkeypatch.setenv("NO_NETWORK", "1")
     result = app.runpytest("--cert-record-mode=none", "--cert-max-latency-ms=1000", "-k", "test_answer")
@@ -244,3 +244,56 @@ def test_budgets_count_replayed_calls_at_their_recorded_cost(
     session.stdout.fnmatch_lines(
         ["*cost 0.000081 USD > session budget 0.000050 USD (--cert-budget), 0.000081 USD of it replayed*"]
     )
+
+
+SHARED = """
+import pytest
+from conftest import ask
+
+pytestmark = pytest.mark.cert(cassette="shared/faq.json")
+
+def test_first(client):
+    assert ask(client, "first?")
+
+def test_second(client):
+    assert ask(client, "second?")
+"""
+
+
+def test_tests_sharing_a_cassette_all_record_into_it(
+    app: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app.makepyfile(test_shared=SHARED)
+    # Separate processes, as real runs are.
+    app.runpytest_subprocess("--cert-record-mode=once", "test_shared.py").assert_outcomes(passed=2)
+    data = json.loads((app.path / "cassettes/shared/faq.json").read_text())
+    assert [i["request"]["body"]["messages"][0]["content"] for i in data["interactions"]] == [
+        "first?",
+        "second?",
+    ]
+    monkeypatch.setenv("NO_NETWORK", "1")
+    app.runpytest_subprocess("--cert-record-mode=none", "test_shared.py").assert_outcomes(passed=2)
+
+
+def test_command_line_beats_the_marker_and_ci_lowers_the_marker(
+    app: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app.makepyfile(
+        test_marked="""
+        import pytest
+        from conftest import ask
+
+        @pytest.mark.cert(record_mode="all")
+        def test_marked(client):
+            assert ask(client)
+        """
+    )
+    monkeypatch.setenv("NO_NETWORK", "1")
+    cli = app.runpytest("--cert-record-mode=none", "test_marked.py")
+    cli.assert_outcomes(failed=1)
+    cli.stdout.fnmatch_lines(["*(record mode none from --cert-record-mode)*"])
+    monkeypatch.setenv("CI", "true")
+    ci = app.runpytest("test_marked.py")
+    ci.assert_outcomes(failed=1)
+    ci.stdout.fnmatch_lines(["*(record mode none from the cert marker's 'all', lowered in CI)*"])
+    assert cassettes(app.path) == []
