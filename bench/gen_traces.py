@@ -35,10 +35,11 @@ FUNCTIONS = [
     "app.classify.intent",
     "app.report.draft",
 ]
-WORDS = (
+_WORD_TEXT = (
     "battery warranty installation inverter invoice refund shipping capacity solar panel grid "
     "export tariff monitoring app firmware update account contract cancellation payment plan"
-).split()  # noqa: SIM905
+)
+WORDS = _WORD_TEXT.split()
 
 
 def _text(rng: random.Random, words: int) -> str:
