@@ -1,4 +1,4 @@
-"""Cassettes: record LLM calls once, replay them offline, byte for byte, chunk by chunk.
+"""Cassettes: record LLM calls once, replay them offline, event by event.
 
 The layer sits in the HTTP client under the SDKs: while a cassette is in use, ``httpx2`` and
 classic ``httpx`` clients (sync and async) route each request an LLM SDK sends through
