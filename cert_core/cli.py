@@ -192,7 +192,120 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", type=Path, help="write the full result (ROC points included) as JSON")
     cal.add_argument("--plot", type=Path, help="write a ROC plot (PNG; needs matplotlib)")
     cal.set_defaults(handler=_cmd_calibrate)
+    costs = commands.add_parser(
+        "costs",
+        help="What the LLM calls in trace files cost: totals, a breakdown, the daily trend, anomalies",
+        description="Read trace files (this tool's JSONL, .gz, or the original CERT log) and report "
+        "the cost of their LLM calls over a period ending on the newest day in the traces: totals, "
+        "a breakdown, cost per successful task (calls whose evaluation passed), the daily trend, and "
+        "days whose cost is far above the period's robust baseline. Needs the analysis extra "
+        '(pip install "pytest-cert[analysis]").',
+    )
+    costs.add_argument("traces", nargs="+", metavar="TRACES", help="Trace file, directory or glob")
+    costs.add_argument(
+        "--period", default="30d", help="Days (30d) or weeks (4w) back from the newest day, or all"
+    )
+    costs.add_argument("--by", choices=("model", "function", "day", "provider"), default="model")
+    costs.add_argument("--top", type=int, default=20, help="Rows shown in the table (default 20)")
+    costs.add_argument("--json", action="store_true", help="Print the whole report as JSON")
+    costs.add_argument(
+        "--tolerant",
+        action="store_true",
+        help="Skip bad lines (each is reported) instead of stopping at the first",
+    )
+    costs.set_defaults(handler=_cmd_costs)
     return parser
+
+
+def _usd(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"${value:,.2f}"
+    return f"${value:,.6f}".rstrip("0").rstrip(".") if value else "$0"
+
+
+def _tokens(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def _cmd_costs(args: argparse.Namespace) -> int:
+    from .analysis import AnalysisError, cost_report, parse_period, scan_traces
+
+    try:
+        period = parse_period(args.period)
+        scan = scan_traces(args.traces, strict=not args.tolerant)
+    except (AnalysisError, ValueError) as exc:
+        print(f"cert costs: error: {exc}", file=sys.stderr)
+        return 2
+    report = cost_report(scan, by=args.by, period_days=period)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    for line in report.skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    t = report.total
+    print(
+        f"cert costs: {report.records:,} records in {len(report.files)} file(s); "
+        + (
+            f"{report.first_day} to {report.last_day} ({report.days} day(s) with calls, period {args.period})"
+            if report.days
+            else "no LLM calls in the period"
+        )
+    )
+    if not report.days:
+        return 0
+    success = (
+        f"; cost per successful task {_usd(t.cost_per_success_usd)} "
+        f"({t.passed:,} of {t.evaluated:,} evaluated calls passed)"
+        if t.evaluated
+        else "; no call carries an evaluation (cost per successful task not measured)"
+    )
+    unpriced = f"; {t.unpriced:,} call(s) with unknown price (not counted)" if t.unpriced else ""
+    print(
+        f"total: {t.calls:,} calls, {t.errors:,} errors, {_tokens(t.input_tokens)} input and "
+        f"{_tokens(t.output_tokens)} output tokens, {_usd(t.cost_usd)}{success}{unpriced}"
+    )
+    print()
+    width = max([len(args.by), *(len(r.key) for r in report.rows)])
+    width = min(width, 48)
+    print(
+        f"{args.by:<{width}} {'calls':>10} {'errors':>7} {'share':>6} {'cost':>14} {'mean ms':>8} "
+        f"{'conf':>5} {'cost/success':>12}"
+    )
+    for r in report.rows[: args.top]:
+        key = r.key if len(r.key) <= width else r.key[: width - 3] + "..."
+        conf = f"{r.mean_confidence:.2f}" if r.mean_confidence is not None else "-"
+        latency = f"{r.mean_latency_ms:.0f}" if r.mean_latency_ms is not None else "-"
+        print(
+            f"{key:<{width}} {r.calls:>10,} {r.errors:>7,} {r.share:>6.1%} {_usd(r.cost_usd):>14} "
+            f"{latency:>8} {conf:>5} {_usd(r.cost_per_success_usd):>12}"
+        )
+    if len(report.rows) > args.top:
+        print(f"... {len(report.rows) - args.top} more (--top, or --json for all)")
+    if args.by != "day":
+        print()
+        print("daily cost (last 14 days with calls):")
+        recent = report.daily[-14:]
+        peak = max(d.cost_usd for d in recent) or 1.0
+        for d in recent:
+            print(f"  {d.key}  {_usd(d.cost_usd):>14}  {'#' * max(1, round(30 * d.cost_usd / peak))}")
+    print()
+    if report.anomalies:
+        for a in report.anomalies:
+            print(
+                f"anomaly: {a.day} cost {_usd(a.cost_usd)}, expected about {_usd(a.expected_usd)} "
+                f"(robust z {a.robust_z:.1f})"
+            )
+    else:
+        print(f"anomalies: none (a day counts when its cost is {ANOMALY_RULE})")
+    return 0
+
+
+ANOMALY_RULE = "above median + 3.5 x 1.4826 x MAD of the period's daily costs"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -226,12 +226,16 @@ def _load(con: Any, paths: Sequence[Path]) -> None:
 
 
 def _first_refused(con: Any, paths: Sequence[Path], duckdb: Any) -> Path | None:
-    for path in paths:
-        try:
-            con.execute(f"SELECT count(*) FROM {_read_json([path])}").fetchone()
-        except duckdb.Error:
-            return path
-    return None
+    """The first file DuckDB cannot load (every column parsed, as the real load does)."""
+    try:
+        for path in paths:
+            try:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE probe AS SELECT * FROM {_read_json([path])}")
+            except duckdb.Error:
+                return path
+        return None
+    finally:
+        con.execute("DROP TABLE IF EXISTS probe")
 
 
 def _odd_files(con: Any) -> set[str]:
