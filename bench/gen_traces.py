@@ -112,7 +112,12 @@ def generate(count: int, out: Path, *, days: int = 60, seed: int = 7) -> int:
                 "request_model": model,
                 "response_model": dated,
                 "input": [
-                    {"role": "system", "content": "Answer from the context. Context: " + _text(rng, 25)},
+                    {
+                        "role": "system",
+                        "content": "Rank these passages."
+                        if function == "app.search.rerank"
+                        else "Answer from the context. Context: " + _text(rng, 25),
+                    },
                     {"role": "user", "content": prompt},
                 ],
                 "output": None if error else _text(rng, 20),

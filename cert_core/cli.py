@@ -214,6 +214,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="Skip bad lines (each is reported) instead of stopping at the first",
     )
     costs.set_defaults(handler=_cmd_costs)
+    opt = commands.add_parser(
+        "optimize",
+        help="Suggest where the LLM bill could shrink (model downgrades, caching, long prompts)",
+        description="Read trace files and suggest savings: functions whose calls on an expensive model "
+        "pass their accuracy checks nearly always (try the cheaper model), identical inputs sent "
+        "repeatedly (cache the answer), and prompts far longer than usual (trim them). Each "
+        "suggestion shows its evidence and estimated saving over the period; nothing is changed. "
+        'Needs the analysis extra (pip install "pytest-cert[analysis]").',
+    )
+    opt.add_argument("traces", nargs="+", metavar="TRACES", help="Trace file, directory or glob")
+    opt.add_argument(
+        "--period", default="30d", help="Days (30d) or weeks (4w) back from the newest day, or all"
+    )
+    opt.add_argument(
+        "--min-pass-rate",
+        type=float,
+        default=0.9,
+        help="A downgrade needs the Wilson 95%% lower bound of the pass rate to reach this (default 0.9)",
+    )
+    opt.add_argument(
+        "--min-evaluated", type=int, default=30, help="... over at least this many evaluated calls"
+    )
+    opt.add_argument(
+        "--value-per-success",
+        type=float,
+        metavar="USD",
+        help="What one successful task is worth: prints the ROI",
+    )
+    opt.add_argument("--top", type=int, default=10, help="Suggestions shown (default 10)")
+    opt.add_argument("--json", action="store_true", help="Print everything as JSON")
+    opt.add_argument("--tolerant", action="store_true", help="Skip bad lines (each is reported)")
+    opt.set_defaults(handler=_cmd_optimize)
     return parser
 
 
@@ -306,6 +338,68 @@ def _cmd_costs(args: argparse.Namespace) -> int:
 
 
 ANOMALY_RULE = "above median + 3.5 x 1.4826 x MAD of the period's daily costs"
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from .analysis import AnalysisError, cost_report, optimize, parse_period, scan_traces
+
+    try:
+        period = parse_period(args.period)
+        scan = scan_traces(args.traces, strict=not args.tolerant, prompts=True, period_days=period)
+    except (AnalysisError, ValueError) as exc:
+        print(f"cert optimize: error: {exc}", file=sys.stderr)
+        return 2
+    found = optimize(
+        scan, period_days=period, min_pass_rate=args.min_pass_rate, min_evaluated=args.min_evaluated
+    )
+    total = cost_report(scan, period_days=period).total
+    roi: dict[str, Any] | None = None
+    if args.value_per_success is not None:
+        # Over the calls that carry an evaluation: only they can be counted as successes.
+        value = total.passed * args.value_per_success
+        cost = total.evaluated_cost_usd
+        roi = {
+            "value_per_success_usd": args.value_per_success,
+            "successful_tasks": total.passed,
+            "evaluated_calls": total.evaluated,
+            "value_usd": round(value, 6),
+            "cost_usd": round(cost, 6),
+            "roi": round((value - cost) / cost, 4) if cost > 0 else None,
+        }
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "period_cost_usd": total.cost_usd,
+                    "recommendations": [r.to_dict() for r in found],
+                    "roi": roi,
+                    "skipped_lines": scan.skipped,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    for line in scan.skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    print(
+        f"cert optimize: {total.calls:,} calls costing {_usd(total.cost_usd)} in the period ({args.period}); "
+        f"{len(found)} suggestion(s), largest saving first. Suggestions only: nothing is changed."
+    )
+    for i, r in enumerate(found[: args.top], 1):
+        saving = "saving unknown (no price)" if r.saving_usd is None else f"saves about {_usd(r.saving_usd)}"
+        print(f"\n{i}. [{r.kind}] {r.target}: {saving}")
+        print(f"   {r.suggestion}")
+        print("   evidence: " + ", ".join(f"{k}={v}" for k, v in r.evidence.items()))
+    if len(found) > args.top:
+        print(f"\n... {len(found) - args.top} more (--top, or --json for all)")
+    if roi is not None:
+        ratio = "n/a" if roi["roi"] is None else f"{roi['roi']:.1%}"
+        print(
+            f"\nROI: {roi['successful_tasks']:,} successful tasks x {_usd(args.value_per_success)} = "
+            f"{_usd(roi['value_usd'])} of value for {_usd(roi['cost_usd'])} spent on them: ROI {ratio} "
+            f"(over the {roi['evaluated_calls']:,} of {total.calls:,} calls that carry an evaluation)"
+        )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

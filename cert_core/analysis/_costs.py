@@ -45,6 +45,7 @@ class CostRow:
     mean_latency_ms: float | None
     evaluated: int
     passed: int
+    evaluated_cost_usd: float  # cost of the calls that carry an evaluation
     mean_confidence: float | None
     cost_per_success_usd: float | None  # cost of evaluated calls / calls that passed
 
@@ -114,6 +115,7 @@ def _row(key: str, groups: Sequence[DailyGroup], period_cost: float) -> CostRow:
         mean_latency_ms=round(sum(g.latency_ms_sum for g in groups) / calls, 3) if calls else None,
         evaluated=evaluated,
         passed=passed,
+        evaluated_cost_usd=round(evaluated_cost, 8),
         mean_confidence=round(sum(g.confidence_sum for g in groups) / evaluated, 6) if evaluated else None,
         cost_per_success_usd=round(evaluated_cost / passed, 8) if passed else None,
     )

@@ -24,7 +24,7 @@ from typing import Any
 from .._records import SCHEMA
 from .._store import TraceReadError, read_traces, trace_files
 
-__all__ = ["AnalysisError", "DailyGroup", "TraceScan", "scan_traces"]
+__all__ = ["AnalysisError", "DailyGroup", "LongPrompts", "RepeatedPrompt", "TraceScan", "scan_traces"]
 
 # Only these fields are parsed; the rest of each line (prompts, answers) is skipped.
 _COLUMNS = {
@@ -74,6 +74,35 @@ class DailyGroup:
     replayed: int
 
 
+@dataclasses.dataclass(frozen=True)
+class RepeatedPrompt:
+    """One exact request input (messages and all) sent more than once to the same model."""
+
+    function: str
+    provider: str
+    model: str
+    prompt_sha: str  # MD5 of the input's JSON text: an identity, not a security hash
+    prompt_head: str  # its first 160 characters
+    calls: int
+    cost_usd: float
+    first_seen: str
+    last_seen: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LongPrompts:
+    """How input lengths of one model are spread: the tail above the 90th percentile."""
+
+    provider: str
+    model: str
+    calls: int
+    input_tokens: int
+    median_input_tokens: float
+    p90_input_tokens: float
+    long_calls: int  # calls above the 90th percentile
+    tokens_above_p90: int  # what trimming those calls to the 90th percentile would save
+
+
 @dataclasses.dataclass
 class TraceScan:
     """What one pass over the traces found."""
@@ -84,6 +113,8 @@ class TraceScan:
     skipped: list[str]  # bad lines skipped in tolerant mode, as file:line: field: problem
     converted: list[Path]  # files that went through read_traces (legacy, bad or odd lines)
     newest: str | None  # the latest start_time seen
+    repeated: list[RepeatedPrompt] = dataclasses.field(default_factory=list)  # with prompts=True
+    long_prompts: list[LongPrompts] = dataclasses.field(default_factory=list)  # with prompts=True
 
 
 def _duckdb() -> Any:
@@ -142,11 +173,14 @@ def scan_traces(
     strict: bool = True,
     threads: int | None = None,
     memory_limit: str = "1GB",
+    prompts: bool = False,
+    period_days: int | None = None,
 ) -> TraceScan:
     """Read trace files (files, directories, globs; ``.gz`` too) into per-day groups.
 
     Raises :class:`AnalysisError` for a source that matches nothing, and in strict mode for the
-    first bad line (``file:line: field: problem``).
+    first bad line (``file:line: field: problem``). ``prompts=True`` also reads each call's input
+    (slower) to find repeated prompts and long ones, over ``period_days`` ending on the newest day.
     """
     from .._store import TraceSourceError
 
@@ -166,6 +200,7 @@ def scan_traces(
         try:
             con.execute(f"SET temp_directory = '{work / 'spill'}'")
             con.execute("SET preserve_insertion_order = false")
+            con.execute("SET enable_progress_bar = false")
             direct = []
             for path in files:
                 if _is_legacy(path):
@@ -177,7 +212,7 @@ def scan_traces(
             # that are not our records go through the reader, which says which line and why.
             while True:
                 try:
-                    _load(con, [*direct, *readable])
+                    _load(con, [*direct, *readable], prompts)
                 except duckdb.Error as exc:
                     bad = _first_refused(con, direct, duckdb)
                     if bad is None:
@@ -194,7 +229,10 @@ def scan_traces(
                     direct.remove(path)
                     converted.append(path)
                     readable.append(_convert(path, work / "converted", strict, skipped))
+            since = _since(con, period_days)
             return TraceScan(
+                repeated=_repeated(con, since) if prompts else [],
+                long_prompts=_long_prompts(con, since) if prompts else [],
                 files=files,
                 groups=_groups(con),
                 records=con.execute("SELECT count(*) FROM raw").fetchone()[0],
@@ -206,23 +244,33 @@ def scan_traces(
             con.close()
 
 
-def _read_json(paths: Sequence[Path]) -> str:
+def _read_json(paths: Sequence[Path], prompts: bool = False) -> str:
+    # VARCHAR, not JSON: DuckDB then keeps the input's text as it is, without building it.
+    columns = _columns()[:-1] + ", input: 'VARCHAR'}" if prompts else _columns()
     return (
         f"read_json({_sql_list(paths)}, format='newline_delimited', compression='auto', "
-        f"columns={_columns()}, filename=true, maximum_object_size={_MAX_OBJECT_BYTES})"
+        f"columns={columns}, filename=true, maximum_object_size={_MAX_OBJECT_BYTES})"
     )
 
 
-def _load(con: Any, paths: Sequence[Path]) -> None:
+# With prompts: each input is kept as a digest and its first characters, never whole.
+_PROMPT_COLUMNS = "md5(input) AS prompt_sha, left(input, 160) AS prompt_head"
+
+
+def _load(con: Any, paths: Sequence[Path], prompts: bool = False) -> None:
     con.execute("DROP TABLE IF EXISTS raw")
+    names = ["filename", *_COLUMNS]
     if not paths:
+        extra = ", NULL::VARCHAR AS prompt_sha, NULL::VARCHAR AS prompt_head" if prompts else ""
         con.execute(
             "CREATE TEMP TABLE raw AS SELECT * FROM (SELECT NULL::VARCHAR AS filename, "
             + ", ".join(f"NULL::{kind} AS {name}" for name, kind in _COLUMNS.items())
+            + extra
             + ") WHERE false"
         )
         return
-    con.execute(f"CREATE TEMP TABLE raw AS SELECT * FROM {_read_json(paths)}")
+    select = ", ".join(names) + (", " + _PROMPT_COLUMNS if prompts else "")
+    con.execute(f"CREATE TEMP TABLE raw AS SELECT {select} FROM {_read_json(paths, prompts)}")
 
 
 def _first_refused(con: Any, paths: Sequence[Path], duckdb: Any) -> Path | None:
@@ -244,6 +292,64 @@ def _odd_files(con: Any) -> set[str]:
         "OR kind IS NULL OR kind NOT IN ('llm', 'function') OR start_time IS NULL"
     ).fetchall()
     return {r[0] for r in rows}
+
+
+_CALLS = """
+    WITH fn AS (
+        SELECT span_id, any_value(function) AS function FROM raw
+        WHERE kind = 'function' AND function IS NOT NULL GROUP BY span_id
+    )
+    SELECT c.*, coalesce(fn.function, '(none)') AS caller,
+        coalesce(c.provider, '(unknown)') AS provider_name,
+        coalesce(c.request_model, c.response_model, '(unknown)') AS model
+    FROM raw AS c LEFT JOIN fn ON fn.span_id = c.parent_span_id
+    WHERE c.kind = 'llm' AND c.start_time >= ?
+"""
+
+
+def _since(con: Any, period_days: int | None) -> str:
+    """The first day of the period that ends on the newest call's day ("" for everything)."""
+    import datetime as dt
+
+    newest = con.execute("SELECT max(start_time) FROM raw WHERE kind = 'llm'").fetchone()[0]
+    if period_days is None or not newest:
+        return ""
+    return (dt.date.fromisoformat(newest[:10]) - dt.timedelta(days=period_days - 1)).isoformat()
+
+
+def _repeated(con: Any, since: str | None) -> list[RepeatedPrompt]:
+    rows = con.execute(
+        f"""
+        SELECT caller, provider_name, model, prompt_sha, any_value(prompt_head), count(*),
+            coalesce(sum(cost_usd), 0), min(start_time), max(start_time)
+        FROM ({_CALLS}) WHERE error IS NULL AND prompt_sha IS NOT NULL
+        GROUP BY caller, provider_name, model, prompt_sha HAVING count(*) > 1
+        ORDER BY sum(cost_usd) DESC NULLS LAST LIMIT 100
+        """,
+        [since or ""],
+    ).fetchall()
+    return [RepeatedPrompt(*row) for row in rows]
+
+
+def _long_prompts(con: Any, since: str | None) -> list[LongPrompts]:
+    rows = con.execute(
+        f"""
+        WITH calls AS (
+            SELECT provider_name, model, usage.input_tokens AS tokens FROM ({_CALLS})
+            WHERE usage.input_tokens IS NOT NULL
+        ), q AS (
+            SELECT provider_name, model, median(tokens) AS med, quantile_cont(tokens, 0.9) AS p90
+            FROM calls GROUP BY ALL
+        )
+        SELECT c.provider_name, c.model, count(*), sum(c.tokens), any_value(q.med), any_value(q.p90),
+            count(*) FILTER (WHERE c.tokens > q.p90),
+            CAST(sum(greatest(c.tokens - q.p90, 0)) AS BIGINT)
+        FROM calls AS c JOIN q USING (provider_name, model)
+        GROUP BY c.provider_name, c.model ORDER BY sum(c.tokens) DESC
+        """,
+        [since or ""],
+    ).fetchall()
+    return [LongPrompts(*row) for row in rows]
 
 
 def _groups(con: Any) -> list[DailyGroup]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cert_core import cli
-from cert_core.analysis import AnalysisError, cost_report, parse_period, scan_traces
+from cert_core.analysis import AnalysisError, cost_report, optimize, parse_period, scan_traces, wilson_lower
 
 pytest.importorskip("duckdb")
 
@@ -187,3 +187,85 @@ def test_cert_costs_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert cli.main(["costs", str(tmp_path / "absent.jsonl")]) == 2
     assert "cert costs: error:" in capsys.readouterr().err
     assert cli.main(["costs", str(_month(tmp_path)), "--period", "soon"]) == 2
+
+
+def _optimizable(tmp_path: Path) -> Path:
+    """An intent classifier on gpt-4o that always passes, a repeated prompt, one long prompt."""
+    parent = {
+        "schema": "cert.trace/1",
+        "trace_id": "3" * 32,
+        "span_id": "e" * 16,
+        "start_time": "2026-10-01T00:00:00.000000Z",
+        "end_time": "2026-10-01T00:00:01.000000Z",
+        "duration_ms": 1000.0,
+        "kind": "function",
+        "function": "app.classify",
+    }
+    records: list[dict[str, Any]] = [parent]
+    passed = {"confidence": 0.95, "threshold": 0.7, "passed": True}
+    for i in range(40):
+        records.append(
+            _llm(
+                1 + i % 20,
+                model="gpt-4o",
+                cost=0.0035,
+                parent_span_id="e" * 16,
+                evaluation=passed,
+                input=[{"role": "user", "content": f"Classify ticket {i}"}],
+                usage={"input_tokens": 1000, "output_tokens": 100},
+            )
+        )
+    for day in range(1, 6):  # the very same input, five times
+        records.append(_llm(day, input=[{"role": "user", "content": "What are your opening hours?"}]))
+    for i in range(20):
+        tokens = 50_000 if i == 0 else 1_000
+        records.append(
+            _llm(
+                3, model="gpt-4o-mini", input=f"doc {i}", usage={"input_tokens": tokens, "output_tokens": 10}
+            )
+        )
+    return _write(tmp_path / "t.jsonl", records)
+
+
+def test_optimize_finds_downgrades_repeats_and_long_prompts(tmp_path: Path) -> None:
+    scan = scan_traces(_optimizable(tmp_path), prompts=True)
+    found = {r.kind: r for r in optimize(scan, period_days=None)}
+    assert set(found) == {"model downgrade", "response cache", "long prompts"}
+    down = found["model downgrade"]
+    assert down.target == "app.classify on gpt-4o"
+    assert down.evidence["cheaper_model"] == "gpt-4o-mini"
+    assert down.evidence["pass_rate_wilson_lower_95"] == round(wilson_lower(40, 40), 4) == 0.9124
+    # 40 calls x (1000 in, 100 out) on gpt-4o-mini ($0.15 / $0.60 per million tokens)
+    assert down.evidence["cost_on_cheaper_model_usd"] == pytest.approx(40 * (1000 * 0.15 + 100 * 0.60) / 1e6)
+    assert down.saving_usd == pytest.approx(40 * 0.0035 - 40 * (1000 * 0.15 + 100 * 0.60) / 1e6)
+    cache = found["response cache"]
+    assert cache.evidence["calls"] == 5
+    assert cache.saving_usd == pytest.approx(4 * 0.01)
+    assert "opening hours" in cache.target
+    long = found["long prompts"]
+    assert long.target == "gpt-4o-mini"
+    assert long.evidence["long_calls"] == 1
+
+
+def test_no_downgrade_without_enough_evidence(tmp_path: Path) -> None:
+    scan = scan_traces(_optimizable(tmp_path), prompts=True)
+    assert "model downgrade" not in {r.kind for r in optimize(scan, period_days=None, min_evaluated=41)}
+    assert "model downgrade" not in {r.kind for r in optimize(scan, period_days=None, min_pass_rate=0.95)}
+    assert wilson_lower(0, 0) == 0.0
+
+
+def test_cert_optimize_text_json_and_roi(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _optimizable(tmp_path)
+    assert cli.main(["optimize", str(path), "--period", "all", "--value-per-success", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "[model downgrade] app.classify on gpt-4o: saves about" in out
+    assert "Suggestions only: nothing is changed." in out
+    assert "ROI: 40 successful tasks x $0.01 = $0.4 of value for $0.14 spent on them: ROI 185.7%" in out
+    assert cli.main(["optimize", str(path), "--period", "all", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {r["kind"] for r in data["recommendations"]} == {
+        "model downgrade",
+        "response cache",
+        "long prompts",
+    }
+    assert data["roi"] is None
