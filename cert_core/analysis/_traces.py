@@ -85,7 +85,7 @@ class RepeatedPrompt:
     prompt_head: str  # its first 160 characters
     calls: int
     cost_usd: float
-    first_seen: str
+    first_seen: str  # day
     last_seen: str
 
 
@@ -112,7 +112,7 @@ class TraceScan:
     records: int  # lines read (LLM and function records)
     skipped: list[str]  # bad lines skipped in tolerant mode, as file:line: field: problem
     converted: list[Path]  # files that went through read_traces (legacy, bad or odd lines)
-    newest: str | None  # the latest start_time seen
+    newest: str | None  # the day of the latest call (YYYY-MM-DD)
     repeated: list[RepeatedPrompt] = dataclasses.field(default_factory=list)  # with prompts=True
     long_prompts: list[LongPrompts] = dataclasses.field(default_factory=list)  # with prompts=True
 
@@ -172,7 +172,7 @@ def scan_traces(
     *,
     strict: bool = True,
     threads: int | None = None,
-    memory_limit: str = "1GB",
+    memory_limit: str | None = None,
     prompts: bool = False,
     period_days: int | None = None,
 ) -> TraceScan:
@@ -196,7 +196,10 @@ def scan_traces(
     with tempfile.TemporaryDirectory(prefix="cert-analysis-") as tmp:
         work = Path(tmp)
         (work / "converted").mkdir()
-        con = duckdb.connect(config={"threads": threads or os.cpu_count() or 1, "memory_limit": memory_limit})
+        config: dict[str, Any] = {"threads": threads or os.cpu_count() or 1}
+        if memory_limit:  # DuckDB's default: 80% of the memory; beyond it, it spills to disk
+            config["memory_limit"] = memory_limit
+        con = duckdb.connect(config=config)
         try:
             con.execute(f"SET temp_directory = '{work / 'spill'}'")
             con.execute("SET preserve_insertion_order = false")
@@ -238,7 +241,7 @@ def scan_traces(
                 records=con.execute("SELECT count(*) FROM raw").fetchone()[0],
                 skipped=skipped,
                 converted=converted,
-                newest=con.execute("SELECT max(start_time) FROM raw").fetchone()[0],
+                newest=con.execute("SELECT max(day) FROM raw WHERE kind = 'llm'").fetchone()[0],
             )
         finally:
             con.close()
@@ -253,23 +256,42 @@ def _read_json(paths: Sequence[Path], prompts: bool = False) -> str:
     )
 
 
+# One narrow row per record: what the reports need, derived while reading (a day, not a
+# timestamp; one model name; flags, not structs), so ten million rows stay in memory. The file
+# name is kept only for rows that are not trace records, to send their file to the reader.
+_SLIM = f"""
+    CASE WHEN schema IS DISTINCT FROM '{SCHEMA}' OR kind IS NULL OR kind NOT IN ('llm', 'function')
+        OR start_time IS NULL THEN filename END AS odd_file,
+    kind,
+    CASE WHEN kind = 'function' THEN span_id END AS fn_span,
+    CASE WHEN kind = 'function' THEN function END AS fn_name,
+    CASE WHEN kind = 'llm' THEN parent_span_id END AS parent_span_id,
+    substr(start_time, 1, 10) AS day,
+    duration_ms,
+    coalesce(provider, '(unknown)') AS provider,
+    coalesce(request_model, response_model, '(unknown)') AS model,
+    cost_usd,
+    usage.input_tokens AS input_tokens,
+    usage.output_tokens AS output_tokens,
+    error.type IS NOT NULL AS failed,
+    evaluation.confidence AS confidence,
+    evaluation.passed AS passed,
+    replayed
+"""
 # With prompts: each input is kept as a digest and its first characters, never whole.
 _PROMPT_COLUMNS = "md5(input) AS prompt_sha, left(input, 160) AS prompt_head"
 
 
 def _load(con: Any, paths: Sequence[Path], prompts: bool = False) -> None:
     con.execute("DROP TABLE IF EXISTS raw")
-    names = ["filename", *_COLUMNS]
-    if not paths:
-        extra = ", NULL::VARCHAR AS prompt_sha, NULL::VARCHAR AS prompt_head" if prompts else ""
-        con.execute(
-            "CREATE TEMP TABLE raw AS SELECT * FROM (SELECT NULL::VARCHAR AS filename, "
-            + ", ".join(f"NULL::{kind} AS {name}" for name, kind in _COLUMNS.items())
-            + extra
-            + ") WHERE false"
+    select = _SLIM + (", " + _PROMPT_COLUMNS if prompts else "")
+    if not paths:  # every file took the slow path and nothing was readable: an empty table
+        empty = "(SELECT NULL::VARCHAR AS filename, " + ", ".join(
+            f"NULL::{kind} AS {name}" for name, kind in _COLUMNS.items()
         )
+        empty += ", NULL::VARCHAR AS input) WHERE false" if prompts else ") WHERE false"
+        con.execute(f"CREATE TEMP TABLE raw AS SELECT {select} FROM (SELECT * FROM {empty})")
         return
-    select = ", ".join(names) + (", " + _PROMPT_COLUMNS if prompts else "")
     con.execute(f"CREATE TEMP TABLE raw AS SELECT {select} FROM {_read_json(paths, prompts)}")
 
 
@@ -287,23 +309,19 @@ def _first_refused(con: Any, paths: Sequence[Path], duckdb: Any) -> Path | None:
 
 
 def _odd_files(con: Any) -> set[str]:
-    rows = con.execute(
-        f"SELECT DISTINCT filename FROM raw WHERE schema IS DISTINCT FROM '{SCHEMA}' "
-        "OR kind IS NULL OR kind NOT IN ('llm', 'function') OR start_time IS NULL"
-    ).fetchall()
+    rows = con.execute("SELECT DISTINCT odd_file FROM raw WHERE odd_file IS NOT NULL").fetchall()
     return {r[0] for r in rows}
 
 
+# The LLM calls with the function each ran in (its parent span's).
 _CALLS = """
     WITH fn AS (
-        SELECT span_id, any_value(function) AS function FROM raw
-        WHERE kind = 'function' AND function IS NOT NULL GROUP BY span_id
+        SELECT fn_span, any_value(fn_name) AS fn_name FROM raw
+        WHERE fn_span IS NOT NULL AND fn_name IS NOT NULL GROUP BY fn_span
     )
-    SELECT c.*, coalesce(fn.function, '(none)') AS caller,
-        coalesce(c.provider, '(unknown)') AS provider_name,
-        coalesce(c.request_model, c.response_model, '(unknown)') AS model
-    FROM raw AS c LEFT JOIN fn ON fn.span_id = c.parent_span_id
-    WHERE c.kind = 'llm' AND c.start_time >= ?
+    SELECT c.*, coalesce(fn.fn_name, '(none)') AS caller
+    FROM raw AS c LEFT JOIN fn ON fn.fn_span = c.parent_span_id
+    WHERE c.kind = 'llm' AND c.day >= ?
 """
 
 
@@ -311,19 +329,19 @@ def _since(con: Any, period_days: int | None) -> str:
     """The first day of the period that ends on the newest call's day ("" for everything)."""
     import datetime as dt
 
-    newest = con.execute("SELECT max(start_time) FROM raw WHERE kind = 'llm'").fetchone()[0]
+    newest = con.execute("SELECT max(day) FROM raw WHERE kind = 'llm'").fetchone()[0]
     if period_days is None or not newest:
         return ""
-    return (dt.date.fromisoformat(newest[:10]) - dt.timedelta(days=period_days - 1)).isoformat()
+    return (dt.date.fromisoformat(newest) - dt.timedelta(days=period_days - 1)).isoformat()
 
 
 def _repeated(con: Any, since: str | None) -> list[RepeatedPrompt]:
     rows = con.execute(
         f"""
-        SELECT caller, provider_name, model, prompt_sha, any_value(prompt_head), count(*),
-            coalesce(sum(cost_usd), 0), min(start_time), max(start_time)
-        FROM ({_CALLS}) WHERE error IS NULL AND prompt_sha IS NOT NULL
-        GROUP BY caller, provider_name, model, prompt_sha HAVING count(*) > 1
+        SELECT caller, provider, model, prompt_sha, any_value(prompt_head), count(*),
+            coalesce(sum(cost_usd), 0), min(day), max(day)
+        FROM ({_CALLS}) WHERE NOT failed AND prompt_sha IS NOT NULL
+        GROUP BY caller, provider, model, prompt_sha HAVING count(*) > 1
         ORDER BY sum(cost_usd) DESC NULLS LAST LIMIT 100
         """,
         [since or ""],
@@ -335,17 +353,16 @@ def _long_prompts(con: Any, since: str | None) -> list[LongPrompts]:
     rows = con.execute(
         f"""
         WITH calls AS (
-            SELECT provider_name, model, usage.input_tokens AS tokens FROM ({_CALLS})
-            WHERE usage.input_tokens IS NOT NULL
+            SELECT provider, model, input_tokens AS tokens FROM ({_CALLS}) WHERE input_tokens IS NOT NULL
         ), q AS (
-            SELECT provider_name, model, median(tokens) AS med, quantile_cont(tokens, 0.9) AS p90
+            SELECT provider, model, median(tokens) AS med, quantile_cont(tokens, 0.9) AS p90
             FROM calls GROUP BY ALL
         )
-        SELECT c.provider_name, c.model, count(*), sum(c.tokens), any_value(q.med), any_value(q.p90),
+        SELECT c.provider, c.model, count(*), sum(c.tokens), any_value(q.med), any_value(q.p90),
             count(*) FILTER (WHERE c.tokens > q.p90),
             CAST(sum(greatest(c.tokens - q.p90, 0)) AS BIGINT)
-        FROM calls AS c JOIN q USING (provider_name, model)
-        GROUP BY c.provider_name, c.model ORDER BY sum(c.tokens) DESC
+        FROM calls AS c JOIN q USING (provider, model)
+        GROUP BY c.provider, c.model ORDER BY sum(c.tokens) DESC
         """,
         [since or ""],
     ).fetchall()
@@ -354,32 +371,24 @@ def _long_prompts(con: Any, since: str | None) -> list[LongPrompts]:
 
 def _groups(con: Any) -> list[DailyGroup]:
     rows = con.execute(
-        """
-        WITH fn AS (
-            SELECT span_id, any_value(function) AS function FROM raw
-            WHERE kind = 'function' AND function IS NOT NULL GROUP BY span_id
-        )
-        SELECT
-            substr(c.start_time, 1, 10) AS day,
-            coalesce(c.provider, '(unknown)') AS provider,
-            coalesce(c.request_model, c.response_model, '(unknown)') AS model,
-            coalesce(fn.function, '(none)') AS function,
+        f"""
+        SELECT day, provider, model, caller AS function,
             count(*) AS calls,
-            count(c.error.type) AS errors,
-            coalesce(sum(c.usage.input_tokens), 0) AS input_tokens,
-            coalesce(sum(c.usage.output_tokens), 0) AS output_tokens,
-            coalesce(sum(c.cost_usd), 0) AS cost_usd,
-            count(*) - count(c.cost_usd) AS unpriced,
-            coalesce(sum(c.duration_ms), 0) AS latency_ms_sum,
-            count(c.evaluation.passed) AS evaluated,
-            count(*) FILTER (WHERE c.evaluation.passed) AS passed,
-            coalesce(sum(c.cost_usd) FILTER (WHERE c.evaluation.passed IS NOT NULL), 0) AS evaluated_cost_usd,
-            coalesce(sum(c.evaluation.confidence), 0) AS confidence_sum,
-            count(*) FILTER (WHERE c.replayed) AS replayed
-        FROM raw AS c LEFT JOIN fn ON fn.span_id = c.parent_span_id
-        WHERE c.kind = 'llm'
+            count(*) FILTER (WHERE failed) AS errors,
+            coalesce(sum(input_tokens), 0) AS input_tokens,
+            coalesce(sum(output_tokens), 0) AS output_tokens,
+            coalesce(sum(cost_usd), 0) AS cost_usd,
+            count(*) - count(cost_usd) AS unpriced,
+            coalesce(sum(duration_ms), 0) AS latency_ms_sum,
+            count(passed) AS evaluated,
+            count(*) FILTER (WHERE passed) AS passed,
+            coalesce(sum(cost_usd) FILTER (WHERE passed IS NOT NULL), 0) AS evaluated_cost_usd,
+            coalesce(sum(confidence), 0) AS confidence_sum,
+            count(*) FILTER (WHERE replayed) AS replayed
+        FROM ({_CALLS})
         GROUP BY ALL
         ORDER BY day, provider, model, function
-        """
+        """,
+        [""],
     ).fetchall()
     return [DailyGroup(*row) for row in rows]
