@@ -40,7 +40,8 @@ __all__ = [
 RESULTS_SCHEMA = "cert.results/1"
 MANIFEST_SCHEMA = "cert.manifest/1"
 #: The files a run writes; nothing else in the folder is touched, hashed or removed.
-OWN_FILES = ("traces.jsonl", "results.json", "summary.md", "manifest.json")
+REPORT_FILES = ("report.md", "report.html", "report.json")
+OWN_FILES = ("traces.jsonl", "results.json", "summary.md", *REPORT_FILES, "manifest.json")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -80,11 +81,13 @@ def git_state(root: str | os.PathLike[str]) -> dict[str, Any]:
 def last_commit(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> dict[str, Any]:
     """The commit that last changed ``path`` and whether it has uncommitted changes since."""
     cwd = Path(root)
-    commit = _git(["log", "-1", "--format=%H", "--", os.fspath(path)], cwd)
-    if commit is None or not commit:
-        return {"commit": None, "modified": None}
+    found = _git(["log", "-1", "--format=%H %cI", "--", os.fspath(path)], cwd)
+    if found is None or not found:
+        return {"commit": None, "committed": None, "modified": None}
+    commit, _, committed = found.partition(" ")
     status = _git(["status", "--porcelain", "--", os.fspath(path)], cwd)
-    return {"commit": commit, "modified": bool(status)}
+    # The commit's date proves the threshold was set before this run (unless modified since).
+    return {"commit": commit, "committed": committed or None, "modified": bool(status)}
 
 
 def metric_definitions() -> dict[str, Any]:
@@ -207,6 +210,7 @@ def write_evidence(
     thresholds: Sequence[Mapping[str, Any]] = (),
     root: str | os.PathLike[str] = ".",
     tool: Mapping[str, str] | None = None,
+    report: bool = True,
 ) -> dict[str, Any]:
     """Write the evidence folder and return the manifest written into it.
 
@@ -253,11 +257,6 @@ def write_evidence(
                 commits[file] = last_commit(file, root_path)
             entry.update(commits[file])
         located.append(entry)
-    files = {
-        name: {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
-        for name in sorted(OWN_FILES)
-        if name != "manifest.json"
-    }
     manifest = {
         "schema": MANIFEST_SCHEMA,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -276,7 +275,28 @@ def write_evidence(
         ]
         if seq >= 0
         else [],
-        "files": files,
+    }
+    if report:
+        # The Article 15 / Annex IV report, from the same results and this manifest's facts.
+        try:
+            from .report import build_report, write_report
+            from .report._data import tested_models
+
+            evidence = {
+                "results": results,
+                "results_sha256": sha256_file(out / "results.json"),
+                "manifest": manifest,
+                "models": tested_models(out / "traces.jsonl"),
+            }
+            write_report(out, build_report(evidence))
+        except Exception as exc:  # the evidence stays whole without its report
+            manifest["report_error"] = f"the report could not be rendered: {type(exc).__name__}: {exc}"
+            for name in REPORT_FILES:
+                (out / name).unlink(missing_ok=True)
+    manifest["files"] = {
+        name: {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
+        for name in sorted(OWN_FILES)
+        if name != "manifest.json" and (out / name).exists()
     }
     _atomic_write(out / "manifest.json", json.dumps(manifest, indent=2).encode() + b"\n")
     return manifest

@@ -246,6 +246,38 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--json", action="store_true", help="Print everything as JSON")
     opt.add_argument("--tolerant", action="store_true", help="Skip bad lines (each is reported)")
     opt.set_defaults(handler=_cmd_optimize)
+    init = commands.add_parser(
+        "init",
+        help="Write a commented cert-system.yaml: what only a person can say about the system",
+        description="Write a commented template of the system metadata the report needs from a person "
+        "(name, version, provider, purpose, responsible people, declared accuracy, log retention, ...).",
+    )
+    init.add_argument("path", nargs="?", default="cert-system.yaml")
+    init.add_argument("--force", action="store_true", help="Overwrite an existing file")
+    init.set_defaults(handler=_cmd_init)
+    rep = commands.add_parser(
+        "report",
+        help="Render the Article 15 / Annex IV evidence report (Markdown, HTML) from test results",
+        description="Render the evidence report from a pytest-cert results.json (or its evidence folder), "
+        "optionally with production traces (post-market monitoring), a cert-system.yaml (what a person "
+        "supplies) and the previous release's evidence (change lineage). The report documents "
+        "measurements; it never states compliance and signs nothing.",
+    )
+    rep.add_argument("--results", required=True, help="Evidence folder or results.json of a pytest run")
+    rep.add_argument(
+        "--production", nargs="+", metavar="TRACES", help="Production trace files, folders, globs"
+    )
+    rep.add_argument("--system", help="cert-system.yaml (see cert init)")
+    rep.add_argument("--previous", help="The previous release's evidence folder or results.json")
+    rep.add_argument("--format", choices=("html", "md", "both"), default="both")
+    rep.add_argument("--output", default="cert-report", help="Folder to write into (default cert-report)")
+    rep.add_argument(
+        "--period", default="30d", help="Production period back from the newest day (30d, 4w, all)"
+    )
+    rep.add_argument(
+        "--tolerant", action="store_true", help="Skip bad production trace lines (each reported)"
+    )
+    rep.set_defaults(handler=_cmd_report)
     return parser
 
 
@@ -399,6 +431,52 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
             f"{_usd(roi['value_usd'])} of value for {_usd(roi['cost_usd'])} spent on them: ROI {ratio} "
             f"(over the {roi['evaluated_calls']:,} of {total.calls:,} calls that carry an evaluation)"
         )
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from .report import SYSTEM_TEMPLATE
+
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        print(f"cert init: error: {path} exists (--force overwrites it)", file=sys.stderr)
+        return 2
+    path.write_text(SYSTEM_TEMPLATE, encoding="utf-8")
+    print(f"cert init: wrote {path}; fill in what only you can say, then: cert report --system {path} ...")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import SystemFileError, build_report, load_evidence, load_system, write_report
+
+    try:
+        evidence = load_evidence(args.results)
+        system = load_system(args.system) if args.system else {}
+        previous = load_evidence(args.previous) if args.previous else None
+        production = None
+        if args.production:
+            from .analysis import AnalysisError, parse_period, scan_traces
+
+            try:
+                period = parse_period(args.period)
+                production = scan_traces(args.production, strict=not args.tolerant)
+            except AnalysisError as exc:
+                raise ValueError(str(exc)) from None
+        else:
+            period = None
+        data = build_report(
+            evidence, system=system, production=production, previous=previous, period_days=period
+        )
+        formats = ("md", "html") if args.format == "both" else (args.format,)
+        paths = write_report(args.output, data, formats)
+    except (SystemFileError, ValueError, OSError) as exc:
+        print(f"cert report: error: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(f"cert report: wrote {path}")
+    missing = [row for row in data["annex_iv"] if row["status"].startswith("missing")]
+    if missing:
+        print(f"cert report: {len(missing)} Annex IV item(s) still missing (see section 7 of the report)")
     return 0
 
 

@@ -60,6 +60,7 @@ class DailyGroup:
     provider: str
     model: str
     function: str  # the @trace function the call ran in, or "(none)"
+    response_model: str  # the snapshot the API reported ("(none)" when it did not say)
     calls: int
     errors: int
     input_tokens: int
@@ -270,6 +271,7 @@ _SLIM = f"""
     duration_ms,
     coalesce(provider, '(unknown)') AS provider,
     coalesce(request_model, response_model, '(unknown)') AS model,
+    coalesce(response_model, '(none)') AS response_model,
     cost_usd,
     usage.input_tokens AS input_tokens,
     usage.output_tokens AS output_tokens,
@@ -372,7 +374,7 @@ def _long_prompts(con: Any, since: str | None) -> list[LongPrompts]:
 def _groups(con: Any) -> list[DailyGroup]:
     rows = con.execute(
         f"""
-        SELECT day, provider, model, caller AS function,
+        SELECT day, provider, model, caller AS function, response_model,
             count(*) AS calls,
             count(*) FILTER (WHERE failed) AS errors,
             coalesce(sum(input_tokens), 0) AS input_tokens,
@@ -387,7 +389,7 @@ def _groups(con: Any) -> list[DailyGroup]:
             count(*) FILTER (WHERE replayed) AS replayed
         FROM ({_CALLS})
         GROUP BY ALL
-        ORDER BY day, provider, model, function
+        ORDER BY day, provider, model, function, response_model
         """,
         [""],
     ).fetchall()

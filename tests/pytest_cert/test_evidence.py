@@ -56,6 +56,9 @@ def test_evidence_folder_files_validate_and_hash(project: pytest.Pytester, evide
     folder = evidence.path("")
     assert sorted(p.name for p in folder.iterdir()) == [
         "manifest.json",
+        "report.html",
+        "report.json",
+        "report.md",
         "results.json",
         "summary.md",
         "traces.jsonl",
@@ -73,7 +76,14 @@ def test_evidence_folder_files_validate_and_hash(project: pytest.Pytester, evide
     assert results["totals"]["tests"] == 4
     assert results["session"]["exitstatus"] == 1
     manifest = json.loads(evidence.path("manifest.json").read_text())
-    assert set(manifest["files"]) == {"results.json", "summary.md", "traces.jsonl"}
+    assert set(manifest["files"]) == {
+        "results.json",
+        "summary.md",
+        "traces.jsonl",
+        "report.md",
+        "report.html",
+        "report.json",
+    }
     for name, entry in manifest["files"].items():
         data = evidence.path(name).read_bytes()
         assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
@@ -205,6 +215,7 @@ def test_manifest_records_git_commits_of_the_threshold_files(project: pytest.Pyt
         "source": "ini cert_threshold",
         "file": "tox.ini",
         "commit": ini_commit,
+        "committed": git("log", "-1", "--format=%cI"),
         "modified": False,
     }
     # The test file holding the marker threshold is not committed yet: no commit to name.
@@ -333,13 +344,31 @@ def test_inert_run_imports_no_sdk_no_model_and_no_core(pytester: pytest.Pytester
 def test_evidence_writer_touches_only_its_own_files(project: pytest.Pytester) -> None:
     (project.path / "out").mkdir()
     (project.path / "out" / "notes.md").write_text("mine")
-    (project.path / "out" / "report.html").write_text("<p>mine</p>")
+    (project.path / "out" / "dashboard.html").write_text("<p>mine</p>")
     project.makepyfile(SUITE)
     project.runpytest("--cert-report=out")
     names = sorted(p.name for p in (project.path / "out").iterdir())
-    assert names == ["manifest.json", "notes.md", "report.html", "results.json", "summary.md", "traces.jsonl"]
+    assert names == [
+        "dashboard.html",
+        "manifest.json",
+        "notes.md",
+        "report.html",
+        "report.json",
+        "report.md",
+        "results.json",
+        "summary.md",
+        "traces.jsonl",
+    ]
     manifest = json.loads((project.path / "out" / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"results.json", "summary.md", "traces.jsonl"}
+    assert set(manifest["files"]) == {
+        "results.json",
+        "summary.md",
+        "traces.jsonl",
+        "report.md",
+        "report.html",
+        "report.json",
+    }
+    assert (project.path / "out" / "dashboard.html").read_text() == "<p>mine</p>"
 
 
 def test_manifest_metric_definitions_match_the_loaded_presets() -> None:

@@ -1,0 +1,131 @@
+"""The evidence report (Article 15 / Annex IV): Markdown and one self-contained HTML file.
+
+:func:`build_report` gathers the content (test results, the models the tests called, production
+traces, the person-supplied ``cert-system.yaml``, the previous release); :func:`render_markdown`
+and :func:`render_html` turn it into documents (Jinja2 templates; inline CSS and SVG, no script
+and no external asset); :func:`write_report` writes ``report.md``, ``report.html`` and the data
+they were made from, ``report.json``. The report documents measurements; it never calls the
+system compliant and signs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._data import REPORT_SCHEMA, build_report, load_evidence
+from ._system import SYSTEM_TEMPLATE, SystemFileError, load_system
+
+__all__ = [
+    "REPORT_FILES",
+    "REPORT_SCHEMA",
+    "SYSTEM_TEMPLATE",
+    "SystemFileError",
+    "build_report",
+    "load_evidence",
+    "load_system",
+    "render_html",
+    "render_markdown",
+    "write_report",
+]
+
+REPORT_FILES = ("report.md", "report.html", "report.json")
+
+
+def _usd(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"${value:,.2f}" if value >= 100 else f"${value:.6f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _environment(html: bool) -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("cert_core.report", "templates"),
+        autoescape=html,
+        trim_blocks=not html,
+        keep_trailing_newline=True,
+    )
+    env.filters["usd"] = _usd
+    env.filters["pct"] = _pct
+    return env
+
+
+def render_markdown(data: Mapping[str, Any]) -> str:
+    return str(_environment(False).get_template("report.md.j2").render(**data))
+
+
+def _charts(data: Mapping[str, Any]) -> dict[str, str]:
+    from ._svg import bars, histogram, series
+
+    validation = data["validation"]
+    thresholds = [t["threshold"] for t in validation["tests"] if t["threshold"] is not None]
+    tests = validation["tests"]
+    charts = {
+        "scores": histogram(
+            validation["confidences"], thresholds, title="Confidence of every measured answer"
+        ),
+        "cost": bars(
+            [t["nodeid"] for t in tests],
+            [t["cost_usd"] for t in tests],
+            title="Cost per test (live or as recorded)",
+        ),
+        "volume": "",
+        "daily_cost": "",
+        "accuracy": "",
+    }
+    monitoring = data.get("monitoring")
+    if monitoring and monitoring["daily"]:
+        days = [d["day"] for d in monitoring["daily"]]
+        charts["volume"] = series(
+            days, [d["calls"] for d in monitoring["daily"]], title="Production calls per day"
+        )
+        charts["daily_cost"] = series(
+            days,
+            [d["cost_usd"] for d in monitoring["daily"]],
+            title="Production cost per day (USD)",
+            fmt="${:,.2f}",
+        )
+        if any(d["evaluated"] for d in monitoring["daily"]):
+            charts["accuracy"] = series(
+                days,
+                [d["mean_confidence"] for d in monitoring["daily"]],
+                title="Mean confidence of evaluated production calls",
+                fmt="{:.3f}",
+            )
+    return charts
+
+
+def render_html(data: Mapping[str, Any]) -> str:
+    return str(_environment(True).get_template("report.html.j2").render(**data, charts=_charts(data)))
+
+
+def write_report(
+    folder: str | os.PathLike[str], data: Mapping[str, Any], formats: Sequence[str] = ("md", "html")
+) -> list[Path]:
+    """Write ``report.json`` and the requested formats into ``folder``; return the paths written."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    renders = {"md": ("report.md", render_markdown), "html": ("report.html", render_html)}
+    documents = [("report.json", json.dumps(data, indent=2, default=str) + "\n")]
+    for fmt in formats:
+        if fmt not in renders:
+            raise ValueError(f"format {fmt!r}: expected one of {', '.join(renders)}")
+        name, render = renders[fmt]
+        documents.append((name, render(data)))
+    for name, text in documents:
+        path = out / name
+        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        written.append(path)
+    return written

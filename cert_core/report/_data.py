@@ -1,0 +1,396 @@
+"""The report's content, computed from the evidence: one plain dict the templates render.
+
+Everything here is measured or read from files; nothing is inferred about the system. What
+only a person can supply comes from ``cert-system.yaml`` and is marked as such, or as missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+__all__ = ["REPORT_SCHEMA", "build_report", "load_evidence"]
+
+REPORT_SCHEMA = "cert.report/1"
+_Z95 = 1.959964
+
+
+def _wilson(passed: int, n: int) -> tuple[float, float] | None:
+    if n == 0:
+        return None
+    p = passed / n
+    centre = p + _Z95**2 / (2 * n)
+    spread = _Z95 * math.sqrt((p * (1 - p) + _Z95**2 / (4 * n)) / n)
+    denominator = 1 + _Z95**2 / n
+    return max(0.0, (centre - spread) / denominator), min(1.0, (centre + spread) / denominator)
+
+
+def ai_act() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(files("cert_core.report").joinpath("ai_act.json").read_text("utf-8"))
+    return data
+
+
+def load_evidence(folder: str | Path) -> dict[str, Any]:
+    """``results.json`` and (when present) ``manifest.json`` and the models in ``traces.jsonl``
+    of an evidence folder, or of a ``results.json`` path."""
+    path = Path(folder)
+    base = path.parent if path.is_file() else path
+    results_path = path if path.is_file() else path / "results.json"
+    try:
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{results_path}: cannot read the test results: {exc}") from exc
+    if not isinstance(results, dict) or "tests" not in results:
+        raise ValueError(f"{results_path}: not a pytest-cert results.json (no 'tests')")
+    manifest = None
+    if (base / "manifest.json").is_file():
+        manifest = json.loads((base / "manifest.json").read_text(encoding="utf-8"))
+    return {
+        "results": results,
+        "results_sha256": hashlib.sha256(results_path.read_bytes()).hexdigest(),
+        "manifest": manifest,
+        "models": tested_models(base / "traces.jsonl"),
+    }
+
+
+def tested_models(traces: Path) -> list[dict[str, Any]]:
+    """The LLM components the tests exercised: provider, requested model, the snapshot the API
+    returned, sampling parameters, calls."""
+    if not traces.is_file():
+        return []
+    from .._store import read_traces
+
+    seen: Counter[tuple[str, str, str, str]] = Counter()
+    for record in read_traces(traces, strict=False, on_error=lambda error: None):
+        if record.kind != "llm":
+            continue
+        params = json.dumps(record.request or {}, sort_keys=True)
+        seen[(record.provider or "?", record.request_model or "?", record.response_model or "?", params)] += 1
+    return [
+        {"provider": p, "request_model": m, "response_model": r, "parameters": json.loads(params), "calls": n}
+        for (p, m, r, params), n in sorted(seen.items())
+    ]
+
+
+def _test_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for t in results["tests"]:
+        measured = [m["confidence"] for m in t["measurements"] if m.get("confidence") is not None]
+        stat = t.get("statistical")
+        rows.append(
+            {
+                "nodeid": t["nodeid"],
+                "outcome": t["outcome"],
+                "verdict": "xfailed (expected failure)" if t["outcome"] == "xfailed" else t["verdict"],
+                "confidence": min(measured) if measured else None,
+                "threshold": t["threshold"],
+                "threshold_source": t["threshold_source"],
+                "measurements": len(t["measurements"]),
+                "statistical": None
+                if not stat
+                else {
+                    "n": stat["n"],
+                    "passed": stat["passed"],
+                    "lower": stat["lower"],
+                    "upper": stat["upper"],
+                    "min_pass_rate": stat["min_pass_rate"],
+                    "confidence": stat["confidence"],
+                },
+                "calls": t["calls"],
+                "cost_usd": t["cost_usd"] + t["replayed_cost_usd"],
+                "replayed_calls": t["replayed_calls"],
+                "latency_ms": t["latency_ms"],
+                "violations": [v["message"] for v in t["violations"]],
+                "unsupported_terms": sorted(
+                    {u for m in t["measurements"] for u in m.get("unsupported_terms", [])}
+                ),
+            }
+        )
+    return rows
+
+
+def _declaration(results: Mapping[str, Any], system: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Measured pass rate per preset (expected failures left out), against the declared level."""
+    per_preset: dict[str, list[bool]] = defaultdict(list)
+    thresholds: dict[str, set[float]] = defaultdict(set)
+    for t in results["tests"]:
+        if t["outcome"] == "xfailed":
+            continue  # a known-bad answer kept to show the gate catches it
+        for m in t["measurements"]:
+            if m.get("passed") is None:
+                continue
+            per_preset[m["preset"]].append(bool(m["passed"]))
+            thresholds[m["preset"]].add(m["threshold"])
+    declared = {d.get("preset"): d.get("declared_pass_rate") for d in system.get("accuracy_declaration", [])}
+    rows = []
+    for preset in sorted(set(per_preset) | {p for p in declared if p}):
+        outcomes = per_preset.get(preset, [])
+        n, passed = len(outcomes), sum(outcomes)
+        interval = _wilson(passed, n)
+        level = declared.get(preset)
+        if level is None:
+            check = "not declared (a person states the level in cert-system.yaml)"
+        elif interval is None:
+            check = "no measurement with this preset"
+        elif interval[0] >= level:
+            check = "the measured lower bound reaches the declared level"
+        else:
+            check = "NOT SUPPORTED: the measured lower bound is below the declared level"
+        rows.append(
+            {
+                "preset": preset,
+                "thresholds": sorted(thresholds.get(preset, set())),
+                "n": n,
+                "passed": passed,
+                "rate": passed / n if n else None,
+                "lower": interval[0] if interval else None,
+                "upper": interval[1] if interval else None,
+                "declared": level,
+                "check": check,
+            }
+        )
+    return rows
+
+
+def _monitoring(scan: Any, tested: Sequence[Mapping[str, Any]], period_days: int | None) -> dict[str, Any]:
+    from ..analysis import cost_report
+
+    report = cost_report(scan, by="model", period_days=period_days)
+    groups = [g for g in scan.groups if report.first_day and g.day >= report.first_day]
+    versions: dict[tuple[str, str], dict[str, Any]] = {}
+    for g in groups:
+        key = (g.model, g.response_model)
+        entry = versions.setdefault(key, {"model": g.model, "response_model": g.response_model, "calls": 0})
+        entry["calls"] += g.calls
+        entry["first_day"] = min(entry.get("first_day", g.day), g.day)
+        entry["last_day"] = max(entry.get("last_day", g.day), g.day)
+    tested_models = {m["request_model"] for m in tested} | {m["response_model"] for m in tested}
+    untested = sorted(
+        {(g.provider, g.model) for g in groups if g.model not in tested_models},
+    )
+    daily = [
+        {
+            "day": d.key,
+            "calls": d.calls,
+            "errors": d.errors,
+            "cost_usd": d.cost_usd,
+            "mean_latency_ms": d.mean_latency_ms,
+            "evaluated": d.evaluated,
+            "mean_confidence": d.mean_confidence,
+        }
+        for d in report.daily
+    ]
+    total = report.total
+    return {
+        "first_day": report.first_day,
+        "last_day": report.last_day,
+        "days": report.days,
+        "calls": total.calls,
+        "errors": total.errors,
+        "error_rate": total.errors / total.calls if total.calls else None,
+        "cost_usd": total.cost_usd,
+        "mean_latency_ms": total.mean_latency_ms,
+        "evaluated": total.evaluated,
+        "passed": total.passed,
+        "mean_confidence": total.mean_confidence,
+        "by_model": [r.to_dict() for r in report.rows],
+        "daily": daily,
+        "anomalies": [a.to_dict() for a in report.anomalies],
+        "model_versions": sorted(versions.values(), key=lambda v: (v["model"], v["response_model"])),
+        "untested": [{"provider": p, "model": m} for p, m in untested],
+        "files": report.files,
+        "skipped_lines": report.skipped,
+    }
+
+
+def _lineage(current: Mapping[str, Any], previous: Mapping[str, Any]) -> dict[str, Any]:
+    def confidences(results: Mapping[str, Any]) -> dict[str, float | None]:
+        out = {}
+        for t in results["tests"]:
+            values = [m["confidence"] for m in t["measurements"] if m.get("confidence") is not None]
+            out[t["nodeid"]] = min(values) if values else None
+        return out
+
+    now, before = confidences(current["results"]), confidences(previous["results"])
+    deltas = []
+    for nodeid in sorted(set(now) & set(before)):
+        a, b = before[nodeid], now[nodeid]
+        if a is not None and b is not None and abs(b - a) > 1e-9:
+            deltas.append({"nodeid": nodeid, "before": a, "after": b, "delta": b - a})
+
+    def thresholds(evidence: Mapping[str, Any]) -> dict[str, Any]:
+        manifest = evidence.get("manifest") or {}
+        return {
+            f"{e.get('scope')}:{e.get('file') or e.get('preset') or e.get('source')}": e.get("threshold")
+            for e in manifest.get("thresholds", [])
+        }
+
+    t_now, t_before = thresholds(current), thresholds(previous)
+    changed_thresholds = [
+        {"where": key, "before": t_before.get(key), "after": t_now.get(key)}
+        for key in sorted(set(t_now) | set(t_before))
+        if t_now.get(key) != t_before.get(key)
+    ]
+    m_now = {(m["provider"], m["request_model"], m["response_model"]) for m in current["models"]}
+    m_before = {(m["provider"], m["request_model"], m["response_model"]) for m in previous["models"]}
+    previous_git = (previous.get("manifest") or {}).get("git", {})
+    return {
+        "previous_results_sha256": previous["results_sha256"],
+        "previous_commit": previous_git.get("commit"),
+        "added_tests": sorted(set(now) - set(before)),
+        "removed_tests": sorted(set(before) - set(now)),
+        "confidence_changes": deltas,
+        "threshold_changes": changed_thresholds,
+        "models_added": [list(m) for m in sorted(m_now - m_before)],
+        "models_removed": [list(m) for m in sorted(m_before - m_now)],
+        "totals_before": {k: previous["results"]["totals"].get(k) for k in ("tests", "calls", "cost_usd")},
+    }
+
+
+def _annex_index(data: Mapping[str, Any], system: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for item in ai_act()["annex_iv"]:
+        field = item.get("system_field")
+        section = item.get("section")
+        supplied = bool(field) and _filled(system.get(field))
+        has_section = bool(section) and bool(data.get(section))
+        if item["filled_by"] == "tool":
+            status = "filled by the tool" if has_section else "missing (no input for it)"
+        elif item["filled_by"] == "person":
+            status = "supplied by a person" if supplied else "missing: to be supplied by a person"
+        elif has_section and supplied:
+            status = "filled by the tool and supplied by a person"
+        elif has_section:
+            status = "filled by the tool; the person's part is missing"
+        elif supplied:
+            status = "supplied by a person; the tool's part is missing (no input for it)"
+        else:
+            status = "missing"
+        rows.append({"item": item["item"], "title": item["title"], "status": status, "section": section})
+    return rows
+
+
+def _filled(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return any(_filled(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_filled(v) for v in value)
+    return value not in (None, "", 0.0) if not isinstance(value, bool) else True
+
+
+def build_report(
+    evidence: Mapping[str, Any],
+    *,
+    system: Mapping[str, Any] | None = None,
+    production: Any = None,
+    previous: Mapping[str, Any] | None = None,
+    period_days: int | None = 30,
+) -> dict[str, Any]:
+    """The report's data: ``evidence`` from :func:`load_evidence`, ``production`` a
+    :class:`~cert_core.analysis.TraceScan`, ``previous`` another :func:`load_evidence`."""
+    from .. import __version__
+
+    results = evidence["results"]
+    manifest = evidence.get("manifest") or {}
+    system = dict(system or {})
+    act = ai_act()
+    totals = results["totals"]
+    tests = _test_rows(results)
+    confidences = [
+        m["confidence"]
+        for t in results["tests"]
+        for m in t["measurements"]
+        if m.get("confidence") is not None
+    ]
+    retention = (system.get("logging") or {}).get("retention_days")
+    data: dict[str, Any] = {
+        "schema": REPORT_SCHEMA,
+        "report_id": evidence["results_sha256"][:16],
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "tool": {"name": "pytest-cert", "version": __version__},
+        "regulation": act["regulation"],
+        "clause_note": act["note"],
+        "dates": act["dates"],
+        "system": {
+            "name": "",
+            "version": "",
+            "provider": "",
+            "intended_purpose": "",
+            "deployment": "",
+            **(system.get("system") or {}),
+        },
+        "people": system.get("people") or [],
+        "results_sha256": evidence["results_sha256"],
+        "validation": {
+            "session": results["session"],
+            "git": manifest.get("git") or {},
+            "python": manifest.get("python"),
+            "platform": manifest.get("platform"),
+            "tool": results["tool"],
+            "metric": manifest.get("metrics") or {},
+            "thresholds": manifest.get("thresholds") or [],
+            "tests": tests,
+            "totals": totals,
+            "violations": results["violations"],
+            "confidences": confidences,
+            "verdict": (
+                f"{len(results['violations'])} session-level violation(s)"
+                if results["violations"]
+                else (
+                    f"{totals['verdicts'].get('failed', 0)} test(s) failed a gate check"
+                    if totals["verdicts"].get("failed")
+                    else "every gate check held"
+                )
+            ),
+            "chains": manifest.get("chains") or [],
+            "test_data": system.get("test_data") or {},
+        },
+        "components": evidence.get("models") or [],
+        "declaration": _declaration(results, system),
+        "logging": {
+            "retention_days": retention,
+            "retention_min_days": act["log_retention_min_days"],
+            "retention_check": (
+                "not stated (a person states it in cert-system.yaml)"
+                if retention is None
+                else (
+                    "meets the six-month minimum"
+                    if retention >= act["log_retention_min_days"]
+                    else "BELOW the six-month minimum of Art. 19(1) / 26(6)"
+                )
+            ),
+            "location": (system.get("logging") or {}).get("location") or "",
+        },
+        "monitoring": None,
+        "lineage": None,
+        "person": {
+            k: system.get(k)
+            for k in (
+                "development",
+                "human_oversight",
+                "cybersecurity",
+                "metrics_rationale",
+                "known_limitations",
+                "risk_management",
+                "standards_applied",
+                "post_market_plan",
+            )
+        },
+        "declaration_of_conformity": {
+            "items": act["declaration_of_conformity"],
+            "reference": (system.get("declaration_of_conformity") or {}).get("reference") or "",
+        },
+    }
+    if production is not None:
+        data["monitoring"] = _monitoring(production, data["components"], period_days)
+    if previous is not None:
+        data["lineage"] = _lineage(evidence, previous)
+    data["annex_iv"] = _annex_index(data, system)
+    return data
