@@ -1,0 +1,320 @@
+"""The evidence report, read as a reviewer would: every section there, every figure equal to
+``results.json``, nothing external, no claim of compliance."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cert_core import cli
+from cert_core.report import (
+    SYSTEM_TEMPLATE,
+    SystemFileError,
+    build_report,
+    load_evidence,
+    load_system,
+    render_html,
+    render_markdown,
+    write_report,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SECTIONS = [
+    "validation",
+    "components",
+    "declaration",
+    "logging",
+    "monitoring",
+    "lineage",
+    "annex-iv",
+    "person",
+    "conformity",
+]
+
+
+@pytest.fixture(scope="module")
+def evidence_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example suite's evidence folder (replayed offline), made once."""
+    folder = tmp_path_factory.mktemp("evidence")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "examples/rag_app", f"--cert-report={folder}", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    return folder
+
+
+class Page(HTMLParser):
+    """Sections, per-test rows (their data-field cells), totals and what the page links to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[str] = []
+        self.rows: dict[str, dict[str, str]] = {}
+        self.totals: dict[str, str] = {}
+        self.external: list[str] = []
+        self.scripts = 0
+        self.svgs = 0
+        self._row: str | None = None
+        self._field: str | None = None
+        self._total: str | None = None
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "section" and a.get("id"):
+            self.sections.append(str(a["id"]))
+        if tag == "script":
+            self.scripts += 1
+        if tag == "svg":
+            self.svgs += 1
+        for key in ("src", "href"):
+            value = a.get(key)
+            if value and not value.startswith("#"):
+                self.external.append(value)
+        if tag == "link":
+            self.external.append(str(a.get("href")))
+        if tag == "tr" and a.get("data-nodeid"):
+            self._row = str(a["data-nodeid"])
+            self.rows[self._row] = {}
+        if tag == "td" and self._row and a.get("data-field"):
+            self._field = str(a["data-field"])
+            self.rows[self._row][self._field] = ""
+        if a.get("data-total"):
+            self._total = str(a["data-total"])
+            self.totals[self._total] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self._field = None
+        if tag == "tr":
+            self._row = None
+        if tag == "span":
+            self._total = None
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self._row and self._field:
+            self.rows[self._row][self._field] += data
+        if self._total:
+            self.totals[self._total] += data
+
+
+def _page(html: str) -> Page:
+    page = Page()
+    page.feed(html)
+    return page
+
+
+def test_html_has_every_section_and_the_figures_of_results_json(evidence_dir: Path, tmp_path: Path) -> None:
+    evidence = load_evidence(evidence_dir)
+    html = render_html(build_report(evidence))
+    page = _page(html)
+    assert page.sections == SECTIONS
+    results = evidence["results"]
+    assert page.totals == {
+        "tests": str(results["totals"]["tests"]),
+        "measurements": str(results["totals"]["measurements"]),
+        "calls": str(results["totals"]["calls"]),
+        "replayed_calls": str(results["totals"]["replayed_calls"]),
+    }
+    assert set(page.rows) == {t["nodeid"] for t in results["tests"]}
+    for t in results["tests"]:
+        row = page.rows[t["nodeid"]]
+        measured = [m["confidence"] for m in t["measurements"] if m["confidence"] is not None]
+        assert row["outcome"] == t["outcome"]
+        assert row["calls"] == str(t["calls"])
+        assert row["confidence"] == (f"{min(measured):.3f}" if measured else "-")
+        assert row["threshold"] == f"{t['threshold']:.3f}"
+        assert row["cost"].startswith(f"${t['cost_usd'] + t['replayed_cost_usd']:.6f}")
+        if t["statistical"]:
+            s = t["statistical"]
+            assert (
+                row["statistical"]
+                == f"{s['passed']}/{s['n']} [{s['lower']:.3f}, {s['upper']:.3f}] vs {s['min_pass_rate']}"
+            )
+    caught = page.rows[next(t["nodeid"] for t in results["tests"] if t["outcome"] == "xfailed")]
+    assert caught["verdict"] == "xfailed (expected failure)"
+
+
+def test_html_is_self_contained_and_claims_nothing(evidence_dir: Path) -> None:
+    html = render_html(build_report(load_evidence(evidence_dir)))
+    page = _page(html)
+    assert page.scripts == 0
+    assert page.external == []  # inline CSS and SVG only; links are to the page's own sections
+    assert page.svgs >= 2  # score distribution, cost per test
+    text = " ".join(page.text).lower()
+    assert "compliant" not in text
+    assert "does not state that the system complies with anything and carries no signature" in text
+
+
+def test_markdown_has_the_same_sections_and_figures(evidence_dir: Path) -> None:
+    evidence = load_evidence(evidence_dir)
+    md = render_markdown(build_report(evidence))
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert [h.split(" ", 2)[2].split(" (")[0] for h in headings] == [
+        "Validation and test report",
+        "LLM components exercised by the tests",
+        "Accuracy declaration for the instructions for use",
+        "Logging specification",
+        "Post-market monitoring",
+        "Change lineage",
+        "Annex IV index",
+        "Supplied by a person",
+        "EU declaration of conformity",
+    ]
+    for t in evidence["results"]["tests"]:
+        assert f"| `{t['nodeid']}` | {t['outcome']} |" in md
+    assert "compliant" not in md.lower()
+    assert "\n- semantic:" in md
+    assert "\n- grounding:" in md
+
+
+def test_tested_models_and_declaration(evidence_dir: Path, tmp_path: Path) -> None:
+    system_file = tmp_path / "cert-system.yaml"
+    system_file.write_text(
+        "accuracy_declaration:\n  - preset: general\n    declared_pass_rate: 0.95\n"
+        "logging:\n  retention_days: 90\n"
+    )
+    data = build_report(load_evidence(evidence_dir), system=load_system(system_file))
+    models = {(m["provider"], m["request_model"], m["response_model"]) for m in data["components"]}
+    assert models == {
+        ("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
+        ("anthropic", "claude-3-5-haiku-20241022", "claude-3-5-haiku-20241022"),
+    }
+    (row,) = data["declaration"]
+    assert (row["preset"], row["n"], row["passed"]) == ("general", 18, 18)  # the xfail answer left out
+    assert row["lower"] == pytest.approx(0.8241, abs=1e-4)  # Wilson 95% lower bound of 18/18
+    assert row["check"].startswith("NOT SUPPORTED")  # 0.95 declared, 0.824 proven
+    assert data["logging"]["retention_check"].startswith("BELOW the six-month minimum")
+
+
+def test_monitoring_flags_untested_models_and_lineage_shows_changes(
+    evidence_dir: Path, tmp_path: Path
+) -> None:
+    from cert_core.analysis import scan_traces
+
+    production = tmp_path / "prod.jsonl"
+    lines = []
+    for i, model in enumerate(["gpt-4o-mini", "gpt-4o-mini", "gpt-4.1"]):
+        stamp = f"2026-10-0{i + 1}T10:00:00.000000Z"
+        lines.append(
+            {
+                "schema": "cert.trace/1",
+                "trace_id": "a" * 32,
+                "span_id": f"{i:016x}",
+                "start_time": stamp,
+                "end_time": stamp,
+                "duration_ms": 300.0,
+                "kind": "llm",
+                "provider": "openai",
+                "operation": "chat",
+                "request_model": model,
+                "response_model": "gpt-4o-mini-2025-01-01" if i == 1 else model,
+                "usage": {"input_tokens": 10, "output_tokens": 5},
+                "cost_usd": 0.001,
+            }
+        )
+    production.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    previous_dir = tmp_path / "previous"
+    shutil.copytree(evidence_dir, previous_dir)
+    results = json.loads((previous_dir / "results.json").read_text())
+    results["tests"][0]["measurements"][0]["confidence"] = 0.5
+    (previous_dir / "results.json").write_text(json.dumps(results))
+    data = build_report(
+        load_evidence(evidence_dir),
+        production=scan_traces(production),
+        previous=load_evidence(previous_dir),
+        period_days=None,
+    )
+    monitoring = data["monitoring"]
+    assert (monitoring["calls"], monitoring["cost_usd"]) == (3, pytest.approx(0.003))
+    assert monitoring["untested"] == [{"provider": "openai", "model": "gpt-4.1"}]
+    assert {(v["model"], v["response_model"]) for v in monitoring["model_versions"]} == {
+        ("gpt-4o-mini", "gpt-4o-mini"),
+        ("gpt-4o-mini", "gpt-4o-mini-2025-01-01"),
+        ("gpt-4.1", "gpt-4.1"),
+    }
+    (change,) = data["lineage"]["confidence_changes"]
+    assert (change["nodeid"], change["before"]) == (results["tests"][0]["nodeid"], 0.5)
+    page = _page(render_html(data))
+    assert page.svgs >= 4  # production volume and cost over time too
+    assert "gpt-4.1" in " ".join(page.text)
+
+
+def test_annex_index_marks_tool_person_and_missing(evidence_dir: Path, tmp_path: Path) -> None:
+    bare = {row["title"]: row["status"] for row in build_report(load_evidence(evidence_dir))["annex_iv"]}
+    assert (
+        bare["Validation and testing procedures, data, metrics, test logs and reports"]
+        == "filled by the tool"
+    )
+    assert bare["Why the performance metrics are appropriate"] == "missing: to be supplied by a person"
+    assert bare["Post-market monitoring system and plan (Art. 72)"] == "missing"
+    supplied = build_report(
+        load_evidence(evidence_dir), system={"metrics_rationale": "Grounding catches invented facts."}
+    )
+    index = {row["title"]: row["status"] for row in supplied["annex_iv"]}
+    assert index["Why the performance metrics are appropriate"] == "supplied by a person"
+
+
+def test_system_file_template_loads_and_errors_name_file_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "cert-system.yaml"
+    path.write_text(SYSTEM_TEMPLATE)
+    system = load_system(path)
+    assert system["logging"]["retention_days"] == 183
+    assert system["accuracy_declaration"] == [{"preset": "general", "declared_pass_rate": None}]
+    path.write_text("system:\n  name: Assistant\n  colour: blue\n")
+    with pytest.raises(
+        SystemFileError, match=rf"{path}:3: system.colour: unknown field; known: name, version"
+    ):
+        load_system(path)
+    path.write_text("logging:\n  retention_days: forever\n")
+    with pytest.raises(SystemFileError, match=rf"{path}:2: logging.retention_days: expected a whole number"):
+        load_system(path)
+    path.write_text("system: [unclosed\n")
+    with pytest.raises(SystemFileError, match=rf"{path}:\d+: not valid YAML"):
+        load_system(path)
+
+
+def test_cert_init_and_cert_report(
+    evidence_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    system = tmp_path / "cert-system.yaml"
+    assert cli.main(["init", str(system)]) == 0
+    assert cli.main(["init", str(system)]) == 2  # never overwrites by accident
+    out = tmp_path / "out"
+    assert (
+        cli.main(["report", "--results", str(evidence_dir), "--system", str(system), "--output", str(out)])
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
+    assert "Annex IV item(s) still missing" in capsys.readouterr().out
+    assert cli.main(["report", "--results", str(tmp_path / "nothing"), "--output", str(out)]) == 2
+    assert "cannot read the test results" in capsys.readouterr().err
+
+
+def test_the_evidence_folder_holds_the_report_and_the_manifest_covers_it(evidence_dir: Path) -> None:
+    import hashlib
+
+    manifest = json.loads((evidence_dir / "manifest.json").read_text())
+    for name in ("report.md", "report.html", "report.json"):
+        entry = manifest["files"][name]
+        assert entry["sha256"] == hashlib.sha256((evidence_dir / name).read_bytes()).hexdigest()
+    data: dict[str, Any] = json.loads((evidence_dir / "report.json").read_text())
+    assert data["schema"] == "cert.report/1"
+    assert "report_error" not in manifest
+
+
+def test_write_report_refuses_an_unknown_format(evidence_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="format 'pdf'"):
+        write_report(tmp_path, build_report(load_evidence(evidence_dir)), ("pdf",))
