@@ -27,8 +27,9 @@ def histogram(values: Sequence[float], thresholds: Sequence[float], *, title: st
         h = plot_h * count / top
         x = left + i * plot_w / 10
         y = 24 + plot_h - h
+        bar = plot_w / 10 - 4
         parts.append(
-            f'<rect x="{x + 2:.1f}" y="{y:.1f}" width="{plot_w / 10 - 4:.1f}" height="{h:.1f}" fill="#4a78b5">'
+            f'<rect x="{x + 2:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="#4a78b5">'
             f"<title>{i / 10:.1f} to {(i + 1) / 10:.1f}: {count}</title></rect>"
         )
         if count:
