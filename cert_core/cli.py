@@ -269,7 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--system", help="cert-system.yaml (see cert init)")
     rep.add_argument("--previous", help="The previous release's evidence folder or results.json")
-    rep.add_argument("--format", choices=("html", "md", "both"), default="both")
+    rep.add_argument(
+        "--format",
+        choices=("html", "md", "pdf", "both", "all"),
+        default="both",
+        help="both: Markdown and HTML (default); all: also PDF (needs the pdf extra)",
+    )
     rep.add_argument("--output", default="cert-report", help="Folder to write into (default cert-report)")
     rep.add_argument(
         "--period", default="30d", help="Production period back from the newest day (30d, 4w, all)"
@@ -446,8 +451,40 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cover(folder: Path, paths: Sequence[Path], args: argparse.Namespace) -> Path:
+    """Put the report files in the folder's manifest: the evidence folder's own when the report
+    goes there, else a new one that also names the inputs."""
+    from datetime import datetime, timezone
+
+    from ._evidence import sha256_file
+
+    manifest_path = folder / "manifest.json"
+    manifest: dict[str, Any] = {}
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    else:
+        manifest = {
+            "schema": "cert.manifest/1",
+            "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "tool": {"name": "pytest-cert", "version": __version__},
+            "inputs": {
+                "results": str(args.results),
+                "system": str(args.system) if args.system else None,
+                "previous": str(args.previous) if args.previous else None,
+                "production": list(args.production or []),
+            },
+        }
+    files = manifest.setdefault("files", {})
+    for path in paths:
+        files[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    tmp = manifest_path.with_name(".manifest.json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(manifest_path)
+    return manifest_path
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import SystemFileError, build_report, load_evidence, load_system, write_report
+    from .report import ReportError, SystemFileError, build_report, load_evidence, load_system, write_report
 
     try:
         evidence = load_evidence(args.results)
@@ -467,13 +504,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
         data = build_report(
             evidence, system=system, production=production, previous=previous, period_days=period
         )
-        formats = ("md", "html") if args.format == "both" else (args.format,)
+        formats = {"both": ("md", "html"), "all": ("md", "html", "pdf")}.get(args.format, (args.format,))
         paths = write_report(args.output, data, formats)
-    except (SystemFileError, ValueError, OSError) as exc:
+    except (SystemFileError, ReportError, ValueError, OSError) as exc:
         print(f"cert report: error: {exc}", file=sys.stderr)
         return 2
+    manifest = _cover(Path(args.output), paths, args)
     for path in paths:
         print(f"cert report: wrote {path}")
+    print(f"cert report: {manifest} lists the SHA-256 of each file")
     missing = [row for row in data["annex_iv"] if row["status"].startswith("missing")]
     if missing:
         print(f"cert report: {len(missing)} Annex IV item(s) still missing (see section 7 of the report)")

@@ -20,15 +20,18 @@ from ._data import REPORT_SCHEMA, build_report, load_evidence
 from ._system import SYSTEM_TEMPLATE, SystemFileError, load_system
 
 __all__ = [
+    "FORMATS",
     "REPORT_FILES",
     "REPORT_SCHEMA",
     "SYSTEM_TEMPLATE",
+    "ReportError",
     "SystemFileError",
     "build_report",
     "load_evidence",
     "load_system",
     "render_html",
     "render_markdown",
+    "render_pdf",
     "write_report",
 ]
 
@@ -108,6 +111,26 @@ def render_html(data: Mapping[str, Any]) -> str:
     return str(_environment(True).get_template("report.html.j2").render(**data, charts=_charts(data)))
 
 
+class ReportError(RuntimeError):
+    """A report format that cannot be produced here (e.g. PDF without its extra)."""
+
+
+def render_pdf(data: Mapping[str, Any]) -> bytes:
+    """The HTML report as PDF, through WeasyPrint (``pip install "pytest-cert[pdf]"``)."""
+    try:
+        import weasyprint
+    except (ImportError, OSError) as exc:  # OSError: WeasyPrint installed, the Pango library not
+        raise ReportError(
+            'a PDF report needs the pdf extra: pip install "pytest-cert[pdf]" (WeasyPrint, which '
+            f"also needs the Pango library of your system): {type(exc).__name__}: {exc}"
+        ) from exc
+    pdf: bytes = weasyprint.HTML(string=render_html(data)).write_pdf()
+    return pdf
+
+
+FORMATS = ("md", "html", "pdf")
+
+
 def write_report(
     folder: str | os.PathLike[str], data: Mapping[str, Any], formats: Sequence[str] = ("md", "html")
 ) -> list[Path]:
@@ -115,17 +138,26 @@ def write_report(
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    renders = {"md": ("report.md", render_markdown), "html": ("report.html", render_html)}
-    documents = [("report.json", json.dumps(data, indent=2, default=str) + "\n")]
+    renders: dict[str, tuple[str, Any]] = {
+        "md": ("report.md", render_markdown),
+        "html": ("report.html", render_html),
+        "pdf": ("report.pdf", render_pdf),
+    }
+    documents: list[tuple[str, str | bytes]] = [
+        ("report.json", json.dumps(data, indent=2, default=str) + "\n")
+    ]
     for fmt in formats:
         if fmt not in renders:
             raise ValueError(f"format {fmt!r}: expected one of {', '.join(renders)}")
         name, render = renders[fmt]
         documents.append((name, render(data)))
-    for name, text in documents:
+    for name, content in documents:
         path = out / name
         tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
+        if isinstance(content, bytes):
+            tmp.write_bytes(content)
+        else:
+            tmp.write_text(content, encoding="utf-8")
         tmp.replace(path)
         written.append(path)
     return written

@@ -41,13 +41,17 @@ def histogram(values: Sequence[float], thresholds: Sequence[float], *, title: st
         parts.append(
             f'<text x="{x:.1f}" y="{height - 10}" {_FONT} text-anchor="middle">{tick / 10:.1f}</text>'
         )
-    for t in sorted(set(thresholds)):
+    for n, t in enumerate(sorted(set(thresholds))):
         x = left + t * plot_w
         parts.append(
             f'<line x1="{x:.1f}" y1="20" x2="{x:.1f}" y2="{24 + plot_h}" stroke="#c0392b" stroke-width="2" '
             f'stroke-dasharray="4 3"><title>threshold {t:.3f}</title></line>'
         )
-        parts.append(f'<text x="{x + 3:.1f}" y="30" {_FONT} fill="#c0392b">threshold {t:.3f}</text>')
+        # Labels to the left of their line, one below the other, so close thresholds stay legible.
+        parts.append(
+            f'<text x="{x - 3:.1f}" y="{34 + 13 * n}" {_FONT} fill="#c0392b" text-anchor="end">'
+            f"threshold {t:.3f}</text>"
+        )
     parts.append(
         f'<line x1="{left}" y1="{24 + plot_h}" x2="{left + plot_w}" y2="{24 + plot_h}" stroke="#555"/></svg>'
     )

@@ -297,7 +297,15 @@ def test_cert_init_and_cert_report(
         cli.main(["report", "--results", str(evidence_dir), "--system", str(system), "--output", str(out)])
         == 0
     )
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "report.html",
+        "report.json",
+        "report.md",
+    ]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"report.html", "report.json", "report.md"}
+    assert manifest["inputs"]["system"] == str(system)
     assert "Annex IV item(s) still missing" in capsys.readouterr().out
     assert cli.main(["report", "--results", str(tmp_path / "nothing"), "--output", str(out)]) == 2
     assert "cannot read the test results" in capsys.readouterr().err
@@ -316,5 +324,47 @@ def test_the_evidence_folder_holds_the_report_and_the_manifest_covers_it(evidenc
 
 
 def test_write_report_refuses_an_unknown_format(evidence_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="format 'pdf'"):
-        write_report(tmp_path, build_report(load_evidence(evidence_dir)), ("pdf",))
+    with pytest.raises(ValueError, match="format 'docx'"):
+        write_report(tmp_path, build_report(load_evidence(evidence_dir)), ("docx",))
+
+
+def test_pdf_report_renders_to_pages(evidence_dir: Path, tmp_path: Path) -> None:
+    try:
+        import weasyprint  # noqa: F401
+    except (ImportError, OSError) as exc:  # the pdf extra, or the system's Pango library, is absent
+        pytest.skip(f"WeasyPrint unavailable: {exc}")
+    (pdf,) = [
+        p
+        for p in write_report(tmp_path, build_report(load_evidence(evidence_dir)), ("pdf",))
+        if p.suffix == ".pdf"
+    ]
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    if shutil.which("pdftoppm"):
+        subprocess.run(["pdftoppm", "-png", "-r", "30", str(pdf), str(tmp_path / "page")], check=True)
+        assert len(list(tmp_path.glob("page-*.png"))) >= 3
+
+
+def test_pdf_without_its_extra_is_a_clear_error(
+    evidence_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "weasyprint", None)  # import fails as if not installed
+    code = cli.main(["report", "--results", str(evidence_dir), "--format", "pdf", "--output", str(tmp_path)])
+    assert code == 2
+    assert 'a PDF report needs the pdf extra: pip install "pytest-cert[pdf]"' in capsys.readouterr().err
+
+
+def test_cert_report_into_an_evidence_folder_updates_its_manifest(evidence_dir: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    folder = tmp_path / "evidence"
+    shutil.copytree(evidence_dir, folder)
+    system = tmp_path / "cert-system.yaml"
+    system.write_text("system:\n  name: Northwind assistant\n  version: 2.3.0\n")
+    assert (
+        cli.main(["report", "--results", str(folder), "--system", str(system), "--output", str(folder)]) == 0
+    )
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert "traces.jsonl" in manifest["files"]  # the evidence manifest, extended, not replaced
+    entry = manifest["files"]["report.html"]
+    assert entry["sha256"] == hashlib.sha256((folder / "report.html").read_bytes()).hexdigest()
+    assert "Northwind assistant 2.3.0" in (folder / "report.md").read_text()
