@@ -246,6 +246,28 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--json", action="store_true", help="Print everything as JSON")
     opt.add_argument("--tolerant", action="store_true", help="Skip bad lines (each is reported)")
     opt.set_defaults(handler=_cmd_optimize)
+    ev = commands.add_parser(
+        "evaluate",
+        help="Score production traces that carry a reference (retrieved context or gold answer)",
+        description="Measure every LLM trace whose output is text and which recorded a reference, with "
+        "the same metric the test gate uses, in batches, streaming the files. Traces without a "
+        "reference are counted with the reason, never scored.",
+    )
+    ev.add_argument("traces", nargs="+", metavar="TRACES", help="Trace file, directory or glob")
+    ev.add_argument("--preset", default=None, help="Measurement preset (default: general)")
+    ev.add_argument("--threshold", type=float, default=None, help="Threshold (default: the preset's)")
+    ev.add_argument(
+        "--optimize-threshold",
+        metavar="LABELLED",
+        help="Calibrate the threshold first on labelled answers (JSONL, CSV, Parquet; see cert calibrate)",
+    )
+    ev.add_argument("--out", help="Write one JSON line per trace: its evaluation, or why it has none")
+    ev.add_argument("--annotate", help="Write the traces again with their evaluation (a new hash chain)")
+    ev.add_argument("--batch", type=int, default=64, help="Answers measured together (default 64)")
+    ev.add_argument("--json", action="store_true", help="Print the summary as JSON")
+    ev.add_argument("--tolerant", action="store_true", help="Skip bad lines (each reported)")
+    ev.add_argument("-q", "--quiet", action="store_true", help="No progress line")
+    ev.set_defaults(handler=_cmd_evaluate)
     init = commands.add_parser(
         "init",
         help="Write a commented cert-system.yaml: what only a person can say about the system",
@@ -436,6 +458,134 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
             f"{_usd(roi['value_usd'])} of value for {_usd(roi['cost_usd'])} spent on them: ROI {ratio} "
             f"(over the {roi['evaluated_calls']:,} of {total.calls:,} calls that carry an evaluation)"
         )
+    return 0
+
+
+def _calibrated_threshold(args: argparse.Namespace) -> float:
+    """The Youden threshold of ``--optimize-threshold LABELLED`` for the chosen preset."""
+    from .measure import calibrate, default_measurer, resolve_preset
+    from .measure._labelled import read_labelled
+
+    pairs = read_labelled(args.optimize_threshold)
+    preset = resolve_preset(args.preset)
+    measurements = default_measurer().measure_many([(p.answer, p.reference) for p in pairs], preset=preset)
+    kept = [
+        (m.confidence, p.label) for m, p in zip(measurements, pairs, strict=True) if m.confidence is not None
+    ]
+    result = calibrate([c for c, _ in kept], [y for _, y in kept])
+    print(
+        f"cert evaluate: threshold {result.youden.threshold:.4f} from {args.optimize_threshold} "
+        f"(Youden's J over {result.n} labelled pairs, AUC {result.auc:.3f})",
+        file=sys.stderr,
+    )
+    return float(result.youden.threshold)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from collections import Counter, defaultdict
+
+    from ._store import TraceReadError, TraceSourceError, TraceWriter
+    from .analysis import wilson_lower
+    from .analysis._evaluate import evaluate_traces
+    from .measure import ModelError
+
+    skipped_lines: list[str] = []
+
+    def bad_line(error: TraceReadError) -> None:
+        skipped_lines.append(str(error))
+        print(f"skipped: {error}", file=sys.stderr)
+
+    show = not args.quiet and not args.json and sys.stderr.isatty()
+
+    def progress(read: int, evaluated: int) -> None:
+        if show:
+            print(f"\rcert evaluate: {read:,} records read, {evaluated:,} evaluated", end="", file=sys.stderr)
+
+    out = open(args.out, "w", encoding="utf-8") if args.out else None  # noqa: SIM115
+    annotated = TraceWriter(args.annotate) if args.annotate else None
+    reasons: Counter[str] = Counter()
+    per_model: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # evaluated, passed, not measured
+    confidences: list[float] = []
+    read = 0
+    try:
+        threshold = _calibrated_threshold(args) if args.optimize_threshold else args.threshold
+        for item in evaluate_traces(
+            args.traces,
+            threshold=threshold,
+            preset=args.preset,
+            batch=args.batch,
+            strict=not args.tolerant,
+            on_error=bad_line,
+            progress=progress,
+        ):
+            read += 1
+            if out is not None:
+                out.write(json.dumps(item.to_dict()) + "\n")
+            m = item.measurement
+            if m is None:
+                reasons[item.skipped or "?"] += 1
+                if annotated is not None:
+                    annotated.write(item.record)
+                continue
+            model = item.record.request_model or item.record.response_model or "(unknown)"
+            stats = per_model[model]
+            if m.confidence is None:
+                stats[2] += 1
+            else:
+                stats[0] += 1
+                stats[1] += bool(m.passed)
+                confidences.append(m.confidence)
+            if annotated is not None:
+                annotated.write(item.record.replace(evaluation=m.to_dict()))
+    except (TraceReadError, TraceSourceError, ModelError, ValueError, OSError) as exc:
+        if show:
+            print(file=sys.stderr)
+        print(f"cert evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if out is not None:
+            out.close()
+        if annotated is not None:
+            annotated.close()
+    if show:
+        print(file=sys.stderr)
+    n = sum(s[0] for s in per_model.values())
+    passed = sum(s[1] for s in per_model.values())
+    summary = {
+        "records": read,
+        "evaluated": n,
+        "passed": passed,
+        "pass_rate": passed / n if n else None,
+        "pass_rate_wilson_lower_95": round(wilson_lower(passed, n), 6) if n else None,
+        "mean_confidence": sum(confidences) / n if n else None,
+        "not_measured": sum(s[2] for s in per_model.values()),
+        "skipped": dict(reasons),
+        "skipped_lines": skipped_lines,
+        "threshold": threshold,
+        "preset": args.preset or "general",
+        "by_model": {
+            k: {"evaluated": v[0], "passed": v[1], "not_measured": v[2]} for k, v in sorted(per_model.items())
+        },
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"cert evaluate: {read:,} records; {n:,} evaluated against their reference", end="")
+    if n:
+        print(
+            f": {passed:,} passed ({passed / n:.1%}, Wilson 95% lower bound "
+            f"{summary['pass_rate_wilson_lower_95']:.3f}), mean confidence {summary['mean_confidence']:.3f}"
+        )
+    else:
+        print()
+    for model, v in sorted(per_model.items()):
+        rate = f"{v[1] / v[0]:.1%}" if v[0] else "-"
+        print(f"  {model:<40} {v[0]:>8,} evaluated  {rate:>7} passed  {v[2]:>6,} not measured")
+    for reason, count in reasons.most_common():
+        print(f"  not evaluated: {count:,} ({reason})")
+    for path in (args.out, args.annotate):
+        if path:
+            print(f"wrote {path}")
     return 0
 
 

@@ -1,5 +1,5 @@
-"""Production trace analysis: costs, trends and anomalies (``cert costs``), and where the bill
-could shrink (``cert optimize``).
+"""Production trace analysis: costs, trends and anomalies (``cert costs``), where the bill could
+shrink (``cert optimize``), and the accuracy of traces that carry a reference (``cert evaluate``).
 
 Needs the ``analysis`` extra (DuckDB). See :func:`scan_traces`, :func:`cost_report` and
 :func:`optimize`.
@@ -8,6 +8,7 @@ Needs the ``analysis`` extra (DuckDB). See :func:`scan_traces`, :func:`cost_repo
 from __future__ import annotations
 
 from ._costs import BY, Anomaly, CostReport, CostRow, cost_report, parse_period
+from ._evaluate import Evaluated, evaluate_traces, skip_reason
 from ._optimize import CHEAPER, Recommendation, optimize, wilson_lower
 from ._traces import AnalysisError, DailyGroup, LongPrompts, RepeatedPrompt, TraceScan, scan_traces
 
@@ -19,13 +20,16 @@ __all__ = [
     "CostReport",
     "CostRow",
     "DailyGroup",
+    "Evaluated",
     "LongPrompts",
     "Recommendation",
     "RepeatedPrompt",
     "TraceScan",
     "cost_report",
+    "evaluate_traces",
     "optimize",
     "parse_period",
     "scan_traces",
+    "skip_reason",
     "wilson_lower",
 ]
