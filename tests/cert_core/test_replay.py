@@ -23,6 +23,7 @@ import cert_core
 from cert_core import replay
 from cert_core.replay import FORMAT, Cassette, CassetteError, CassetteMiss, use_cassette
 from cert_core.testing import FakeLLM, Reply, anthropic_message, anthropic_stream_events
+from tests.cert_core.connectors.test_openai import RESPONSE  # the Responses API reply
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 CLAUDE = "claude-sonnet-4-20250514"
@@ -81,32 +82,6 @@ class Capital(pydantic.BaseModel):
     city: str
 
 
-RESPONSE = {
-    "id": "resp_1",
-    "object": "response",
-    "created_at": 1730000000,
-    "model": "gpt-4o-mini-2024-07-18",
-    "status": "completed",
-    "output": [
-        {
-            "type": "message",
-            "id": "msg_1",
-            "role": "assistant",
-            "status": "completed",
-            "content": [{"type": "output_text", "text": "Paris.", "annotations": []}],
-        }
-    ],
-    "parallel_tool_calls": True,
-    "tool_choice": "auto",
-    "tools": [],
-    "usage": {
-        "input_tokens": 20,
-        "output_tokens": 3,
-        "total_tokens": 23,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens_details": {"reasoning_tokens": 0},
-    },
-}
 RESPONSE_EVENTS = [
     (
         "response.created",
