@@ -78,6 +78,7 @@ def show_evidence(folder: Path) -> None:
         ("summary.md", "the run in a page (also the GitHub job summary)"),
         ("results.json", "per test: verdict, scores, threshold and its source, calls, tokens, cost, latency"),
         ("traces.jsonl", "every LLM call as a hash-chained trace record (checked above by cert verify)"),
+        ("report.html", "the Article 15 / Annex IV report (also report.md; report.json is its data)"),
         ("manifest.json", "SHA-256 of each file, versions, git commit, thresholds, metric definitions"),
     ):
         print(f"  {name:<14} {what}")
