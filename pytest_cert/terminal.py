@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -11,7 +14,7 @@ from cert_core._evidence import format_usd
 if TYPE_CHECKING:
     from .session import CertSession
 
-__all__ = ["write_summary"]
+__all__ = ["github_annotations", "write_summary"]
 
 
 def _row(t: dict[str, Any], width: int) -> str:
@@ -102,3 +105,39 @@ def _write(cs: CertSession, tr: pytest.TerminalReporter) -> None:
         tr.write_line(f"cert: {cs.evidence_error}", red=True)
     elif cs.evidence_dir is not None and not quiet:
         tr.write_line(f"evidence: {cs.evidence_dir}")
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in github_annotations(results, cs.config.rootpath):
+            tr.write_line(line)
+
+
+def _escape(text: str, *, prop: bool = False) -> str:
+    """GitHub workflow-command escaping (data, or a property value)."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
+
+
+def github_annotations(results: Mapping[str, Any], rootdir: Path) -> list[str]:
+    """``::error`` workflow commands for each failed cert check, pointing at its test.
+
+    Paths are made relative to ``$GITHUB_WORKSPACE`` (the checkout), where GitHub looks for them,
+    whatever folder pytest ran from. An expected failure (xfail) is not annotated.
+    """
+    workspace = Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd())
+    lines = []
+    for t in results["tests"]:
+        if t["outcome"] == "xfailed" or not t["violations"]:
+            continue
+        path = rootdir / t["file"]
+        try:
+            shown = path.resolve().relative_to(workspace.resolve()).as_posix()
+        except ValueError:
+            shown = t["file"]
+        for v in t["violations"]:
+            title = _escape(f"cert {v['kind']}: {t['nodeid']}", prop=True)
+            where = f"file={_escape(shown, prop=True)},line={t['line']},title={title}"
+            lines.append(f"::error {where}::{_escape(v['message'])}")
+    for v in results["violations"]:
+        lines.append(
+            f"::error title={_escape('cert session ' + v['kind'], prop=True)}::{_escape(v['message'])}"
+        )
+    return lines
