@@ -280,13 +280,14 @@ def write_evidence(
         # The Article 15 / Annex IV report, from the same results and this manifest's facts.
         try:
             from .report import build_report, write_report
-            from .report._data import tested_models
+            from .report._data import tested_functions, tested_models
 
             evidence = {
                 "results": results,
                 "results_sha256": sha256_file(out / "results.json"),
                 "manifest": manifest,
                 "models": tested_models(out / "traces.jsonl"),
+                "functions": tested_functions(out / "traces.jsonl"),
             }
             write_report(out, build_report(evidence))
         except Exception as exc:  # the evidence stays whole without its report

@@ -57,6 +57,7 @@ def load_evidence(folder: str | Path) -> dict[str, Any]:
         "results_sha256": hashlib.sha256(results_path.read_bytes()).hexdigest(),
         "manifest": manifest,
         "models": tested_models(base / "traces.jsonl"),
+        "functions": tested_functions(base / "traces.jsonl"),
     }
 
 
@@ -77,6 +78,20 @@ def tested_models(traces: Path) -> list[dict[str, Any]]:
         {"provider": p, "request_model": m, "response_model": r, "parameters": json.loads(params), "calls": n}
         for (p, m, r, params), n in sorted(seen.items())
     ]
+
+
+def tested_functions(traces: Path) -> list[str]:
+    """The ``@trace`` functions the tests ran (their function records)."""
+    if not traces.is_file():
+        return []
+    from .._store import read_traces
+
+    names = {
+        record.function
+        for record in read_traces(traces, strict=False, on_error=lambda error: None)
+        if record.kind == "function" and record.function
+    }
+    return sorted(names)
 
 
 def _test_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -159,7 +174,9 @@ def _declaration(results: Mapping[str, Any], system: Mapping[str, Any]) -> list[
     return rows
 
 
-def _monitoring(scan: Any, tested: Sequence[Mapping[str, Any]], period_days: int | None) -> dict[str, Any]:
+def _monitoring(
+    scan: Any, tested: Sequence[Mapping[str, Any]], functions: Sequence[str], period_days: int | None
+) -> dict[str, Any]:
     from ..analysis import cost_report
 
     report = cost_report(scan, by="model", period_days=period_days)
@@ -175,6 +192,8 @@ def _monitoring(scan: Any, tested: Sequence[Mapping[str, Any]], period_days: int
     untested = sorted(
         {(g.provider, g.model) for g in groups if g.model not in tested_models},
     )
+    # Functions: calls made inside a @trace function the test suite never ran.
+    untested_functions = sorted({g.function for g in groups if g.function != "(none)"} - set(functions))
     daily = [
         {
             "day": d.key,
@@ -205,6 +224,8 @@ def _monitoring(scan: Any, tested: Sequence[Mapping[str, Any]], period_days: int
         "anomalies": [a.to_dict() for a in report.anomalies],
         "model_versions": sorted(versions.values(), key=lambda v: (v["model"], v["response_model"])),
         "untested": [{"provider": p, "model": m} for p, m in untested],
+        "untested_functions": untested_functions,
+        "tested_functions": list(functions),
         "files": report.files,
         "skipped_lines": report.skipped,
     }
@@ -389,7 +410,9 @@ def build_report(
         },
     }
     if production is not None:
-        data["monitoring"] = _monitoring(production, data["components"], period_days)
+        data["monitoring"] = _monitoring(
+            production, data["components"], evidence.get("functions") or [], period_days
+        )
     if previous is not None:
         data["lineage"] = _lineage(evidence, previous)
     data["annex_iv"] = _annex_index(data, system)

@@ -206,6 +206,18 @@ def test_monitoring_flags_untested_models_and_lineage_shows_changes(
 
     production = tmp_path / "prod.jsonl"
     lines = []
+    lines.append(
+        {
+            "schema": "cert.trace/1",
+            "trace_id": "a" * 32,
+            "span_id": "f" * 16,
+            "start_time": "2026-10-01T09:59:59.000000Z",
+            "end_time": "2026-10-01T10:00:01.000000Z",
+            "duration_ms": 2000.0,
+            "kind": "function",
+            "function": "app.answer",
+        }
+    )
     for i, model in enumerate(["gpt-4o-mini", "gpt-4o-mini", "gpt-4.1"]):
         stamp = f"2026-10-0{i + 1}T10:00:00.000000Z"
         lines.append(
@@ -223,6 +235,7 @@ def test_monitoring_flags_untested_models_and_lineage_shows_changes(
                 "response_model": "gpt-4o-mini-2025-01-01" if i == 1 else model,
                 "usage": {"input_tokens": 10, "output_tokens": 5},
                 "cost_usd": 0.001,
+                "parent_span_id": "f" * 16,
             }
         )
     production.write_text("".join(json.dumps(line) + "\n" for line in lines))
@@ -240,6 +253,7 @@ def test_monitoring_flags_untested_models_and_lineage_shows_changes(
     monitoring = data["monitoring"]
     assert (monitoring["calls"], monitoring["cost_usd"]) == (3, pytest.approx(0.003))
     assert monitoring["untested"] == [{"provider": "openai", "model": "gpt-4.1"}]
+    assert monitoring["untested_functions"] == ["app.answer"]  # the tests never ran it
     assert {(v["model"], v["response_model"]) for v in monitoring["model_versions"]} == {
         ("gpt-4o-mini", "gpt-4o-mini"),
         ("gpt-4o-mini", "gpt-4o-mini-2025-01-01"),
