@@ -36,7 +36,9 @@ def test_workflow_parses_and_pins_its_actions(path: Path) -> None:
     workflow = _load(path)
     assert workflow.get("name")
     assert True in workflow or "on" in workflow  # YAML 1.1 reads the key `on` as True
-    assert workflow.get("permissions") == {"contents": "read"}  # least privilege
+    # Least privilege: read, except the release workflow, which attaches files to the release.
+    expected = {"contents": "write"} if path.name == "release.yml" else {"contents": "read"}
+    assert workflow.get("permissions") == expected
     for step in _steps(workflow):
         assert ("uses" in step) != ("run" in step), step
         if "uses" in step:
@@ -82,25 +84,29 @@ def _checkout(tmp_path: Path) -> Path:
     return repo
 
 
-def _run_gate(repo: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """Run the example gate's ``run:`` steps in order as a runner would (bash -eo pipefail, the
-    job's env, GITHUB_* variables); the install step is the environment this test runs in."""
-    workflow = _load(GATE)
-    job = workflow["jobs"]["llm-gate"]
+def _run_steps(
+    path: Path, job_name: str, repo: Path, tmp_path: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run a workflow job's ``run:`` steps in order as a runner would (bash -eo pipefail, the
+    job's env, GITHUB_* variables), stopping at the first failure unless a step runs ``always()``.
+    The install step is the environment this test runs in; ``${{ ... }}`` env values are the
+    runner's to fill and are dropped."""
+    job = _load(path)["jobs"][job_name]
     summary = tmp_path / "step_summary.md"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "OPENAI_", "ANTHROPIC_"))},
-        **{k: str(v) for k, v in job["env"].items()},
+        **{k: str(v) for k, v in job.get("env", {}).items() if "${{" not in str(v)},
         "CI": "true",
         "GITHUB_ACTIONS": "true",
         "GITHUB_WORKSPACE": str(repo),
         "GITHUB_STEP_SUMMARY": str(summary),
-        "GITHUB_EVENT_NAME": "pull_request",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        **(extra_env or {}),
     }
     done = None
+    failed = False
     for step in job["steps"]:
-        if "run" not in step or step.get("name") == "Install":
+        if "run" not in step or step.get("name") == "Install" or (failed and step.get("if") != "always()"):
             continue
         done = subprocess.run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
@@ -110,8 +116,15 @@ def _run_gate(repo: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[s
             text=True,
             check=False,
         )
+        failed = failed or done.returncode != 0
+        if failed and step.get("if") != "always()":
+            break
     assert done is not None
     return done, summary
+
+
+def _run_gate(repo: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
+    return _run_steps(GATE, "llm-gate", repo, tmp_path, {"GITHUB_EVENT_NAME": "pull_request"})
 
 
 def test_example_gate_passes_and_leaves_its_evidence(tmp_path: Path) -> None:
@@ -145,3 +158,83 @@ def test_example_gate_fails_on_a_hallucination_with_an_annotation(tmp_path: Path
     assert "answer below the accuracy threshold" in line
     assert "## pytest-cert: FAILED" in summary.read_text()
     assert (repo / "cert-report" / "results.json").exists()  # evidence is uploaded on failure too
+
+
+def _fake_gh(tmp_path: Path) -> tuple[Path, Path]:
+    """A ``gh`` on PATH that records its arguments instead of calling GitHub."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "gh-calls.txt"
+    bin_dir.mkdir()
+    gh = bin_dir / "gh"
+    gh.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" >> "{calls}"\n')
+    gh.chmod(0o755)
+    return bin_dir, calls
+
+
+def test_release_workflow_attaches_the_evidence_to_the_release(tmp_path: Path) -> None:
+    try:
+        import weasyprint  # noqa: F401
+    except (ImportError, OSError) as exc:
+        pytest.skip(f"the release report includes a PDF; WeasyPrint unavailable: {exc}")
+    repo = _checkout(tmp_path)
+    (repo / "cert-system.yaml").write_text("system:\n  name: Northwind assistant\n  version: 1.4.0\n")
+    bin_dir, calls = _fake_gh(tmp_path)
+    done, _ = _run_steps(
+        ROOT / "examples/ci/release.yml",
+        "evidence",
+        repo,
+        tmp_path,
+        {
+            "GITHUB_REF_NAME": "v1.4.0",
+            "PATH": f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        },
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    args = calls.read_text().splitlines()
+    assert args[:4] == ["release", "upload", "v1.4.0", "--clobber"]
+    attached = [Path(a) for a in args[4:]]
+    assert sorted(a.name for a in attached) == [
+        "manifest.json",
+        "report.html",
+        "report.md",
+        "report.pdf",
+        "results.json",
+        "traces.jsonl",
+    ]
+    for file in attached:
+        assert (repo / file).is_file()
+    assert "Northwind assistant 1.4.0" in (repo / "cert-report" / "report.md").read_text()
+
+
+def test_production_analysis_workflow_writes_its_analysis_and_report(tmp_path: Path) -> None:
+    pytest.importorskip("duckdb")
+    repo = _checkout(tmp_path)
+    traces = repo / "traces"
+    traces.mkdir()
+    stamp = "2026-10-01T10:00:00.000000Z"
+    record = {
+        "schema": "cert.trace/1",
+        "trace_id": "a" * 32,
+        "start_time": stamp,
+        "end_time": stamp,
+        "duration_ms": 300.0,
+        "kind": "llm",
+        "provider": "openai",
+        "operation": "chat",
+        "request_model": "gpt-4o-mini",
+        "output": "The Helios 10 stores 10.2 kWh.",
+        "reference": "The Helios 10 battery stores 10.2 kWh.",
+        "usage": {"input_tokens": 10, "output_tokens": 5},
+        "cost_usd": 0.001,
+    }
+    (traces / "export.jsonl").write_text(
+        "".join(json.dumps({**record, "span_id": f"{i + 1:016x}"}) + "\n" for i in range(3))
+    )
+    done, summary = _run_steps(ROOT / "examples/ci/production-analysis.yml", "analysis", repo, tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = repo / "production-analysis"
+    assert {"costs.txt", "costs.json", "optimize.json", "evaluations.jsonl", "report.html", "report.md"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert json.loads((out / "costs.json").read_text())["total"]["calls"] == 3
+    assert "## Production costs (30 days)" in summary.read_text()
+    assert "Production traces from 2026-10-01 to 2026-10-01" in (out / "report.md").read_text()
