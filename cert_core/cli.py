@@ -488,6 +488,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .analysis import wilson_lower
     from .analysis._evaluate import evaluate_traces
     from .measure import ModelError
+    from .pii import count_pii
 
     skipped_lines: list[str] = []
 
@@ -506,6 +507,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     reasons: Counter[str] = Counter()
     per_model: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # evaluated, passed, not measured
     confidences: list[float] = []
+    pii: Counter[str] = Counter()  # kinds of personal data found in outputs (never the values)
+    outputs_with_pii = 0
     read = 0
     try:
         threshold = _calibrated_threshold(args) if args.optimize_threshold else args.threshold
@@ -519,8 +522,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             progress=progress,
         ):
             read += 1
+            found = count_pii(item.record.output) if isinstance(item.record.output, str) else Counter()
+            pii.update(found)
+            outputs_with_pii += bool(found)
             if out is not None:
-                out.write(json.dumps(item.to_dict()) + "\n")
+                row = item.to_dict()
+                if found:
+                    row["pii"] = dict(found)
+                out.write(json.dumps(row) + "\n")
             m = item.measurement
             if m is None:
                 reasons[item.skipped or "?"] += 1
@@ -560,6 +569,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "mean_confidence": sum(confidences) / n if n else None,
         "not_measured": sum(s[2] for s in per_model.values()),
         "skipped": dict(reasons),
+        "pii_in_outputs": dict(pii),
+        "outputs_with_pii": outputs_with_pii,
         "skipped_lines": skipped_lines,
         "threshold": threshold,
         "preset": args.preset or "general",
@@ -583,6 +594,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"  {model:<40} {v[0]:>8,} evaluated  {rate:>7} passed  {v[2]:>6,} not measured")
     for reason, count in reasons.most_common():
         print(f"  not evaluated: {count:,} ({reason})")
+    if pii:
+        kinds = ", ".join(f"{kind} {count:,}" for kind, count in pii.most_common())
+        print(f"  personal data in {outputs_with_pii:,} output(s): {kinds} (counts only; see cert_core.pii)")
+    else:
+        print("  personal data in outputs: none found")
     for path in (args.out, args.annotate):
         if path:
             print(f"wrote {path}")

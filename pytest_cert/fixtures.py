@@ -89,6 +89,20 @@ class CertTrace:
         """Every measurement ``expect()`` made in this test, in order."""
         return [m for m, _ in self._state.measurements]
 
+    def expect_no_pii(self, text: str, *, kinds: Sequence[str] | None = None) -> None:
+        """Fail the test with :class:`~pytest_cert.gate.CertPiiError` when ``text`` holds personal
+        data (emails, phone numbers, IBANs, card numbers, national ids, IP addresses; checksums
+        verified where they exist). The message shows each finding masked, never its value."""
+        __tracebackhide__ = True
+        from cert_core.pii import KINDS, find_pii
+
+        from .gate import CertPiiError
+
+        found = find_pii(text, tuple(kinds) if kinds is not None else KINDS)
+        if found:
+            listed = ", ".join(f"{f.kind} {f.masked} at {f.start}" for f in found)
+            raise CertPiiError(f"personal data in the text: {len(found)} finding(s): {listed}", found)
+
     def expect(
         self,
         answer: str,

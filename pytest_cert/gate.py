@@ -17,6 +17,7 @@ __all__ = [
     "CertFailure",
     "CertGateError",
     "CertMarkerError",
+    "CertPiiError",
     "CertStatisticalError",
     "CertWarning",
     "MarkerOptions",
@@ -66,6 +67,16 @@ class CertAccuracyError(CertFailure):
         super().__init__(message)
         self.measurement = measurement
         self.kind = kind
+
+
+class CertPiiError(CertFailure):
+    """``cert_trace.expect_no_pii()`` found personal data in a text (shown masked only)."""
+
+    kind = "pii"
+
+    def __init__(self, message: str, findings: Sequence[Any]) -> None:
+        super().__init__(message)
+        self.findings = list(findings)
 
 
 class CertStatisticalError(CertFailure):

@@ -135,3 +135,26 @@ def test_bad_lines_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert f"{path}:7:" in capsys.readouterr().err
     assert cli.main(["evaluate", str(path), "--tolerant"]) == 0
     assert f"skipped: {path}:7:" in capsys.readouterr().err
+
+
+def test_personal_data_in_outputs_is_counted_never_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "traces.jsonl"
+    leak = "Your refund goes to IBAN GB82 WEST 1234 5698 7654 32; questions to ana@example.com."
+    path.write_text(
+        json.dumps(_record(0, leak, CONTEXT)) + "\n" + json.dumps(_record(1, "Fine.", CONTEXT)) + "\n"
+    )
+    out = tmp_path / "eval.jsonl"
+    assert cli.main(["evaluate", str(path), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "personal data in 1 output(s): iban 1, email 1" in text
+        or "personal data in 1 output(s): email 1, iban 1" in text
+    )
+    assert "GB82" not in text
+    assert "ana@example.com" not in text
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0]["pii"] == {"iban": 1, "email": 1}
+    assert "pii" not in rows[1]
+    assert "GB82" not in out.read_text()

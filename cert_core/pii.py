@@ -1,0 +1,163 @@
+"""Personal data in model outputs: detection with checksums, and masking that never shows it.
+
+Kinds found (each candidate is validated where a checksum exists, so random digit runs are not
+reported):
+
+* ``email``: ``local@domain.tld``;
+* ``phone``: international numbers (``+`` and 8 to 15 digits, spaces, dots, dashes and one
+  parenthesised area code allowed) and North American ``(555) 123-4567`` / ``555-123-4567``;
+* ``iban``: country code, check digits and account, valid by ISO 13616 mod-97;
+* ``card``: payment card numbers, 13 to 19 digits (spaces or dashes allowed), valid by Luhn and with
+  a known issuer prefix;
+* ``national_id``: ids whose check digit can be verified: Spanish DNI/NIE (mod-23 letter), Dutch
+  BSN (11-test, written as 9 digits), French NIR (mod-97 key), US SSN (format rules: no checksum
+  exists; written ``123-45-6789``);
+* ``ip``: IPv4 addresses (each octet 0-255; version-like triples are left alone) and IPv6.
+
+:func:`find_pii` returns :class:`PiiFinding` items that carry the kind, the position and a masked
+form (:func:`mask`: all but the last two characters replaced), never the value itself in their
+``repr``, so findings can be logged and reported safely.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from collections import Counter
+
+__all__ = ["KINDS", "PiiFinding", "count_pii", "find_pii", "mask"]
+
+KINDS = ("email", "phone", "iban", "card", "national_id", "ip")
+
+_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b")
+_PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?![\w])")
+_PHONE_NANP = re.compile(r"(?<![\w(])(?:\(\d{3}\)\s?|\d{3}[-.])\d{3}[-.]\d{4}(?!\w)")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b")
+_CARD = re.compile(r"(?<![\w.])\d(?:[ -]?\d){12,18}(?!\w|\.\d)")
+_DNI = re.compile(r"\b[XYZ]?\d{7,8}-?[A-Z]\b")
+_BSN = re.compile(r"(?<![\w.,-])\d{9}(?!\w|[.,-]\d)")
+_NIR = re.compile(r"\b[12]\s?\d{2}\s?(?:0[1-9]|1[0-2])\s?(?:\d{2}|2[AB])\s?\d{3}\s?\d{3}\s?\d{2}\b")
+_SSN = re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])")
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
+_IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
+_DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
+# Issuer prefixes of payment cards (Visa, Mastercard, Amex, Discover, Diners, JCB, UnionPay, Maestro).
+_CARD_PREFIX = re.compile(
+    r"^(?:4|5[1-5]|2[2-7]|3[47]|6(?:011|5|4[4-9]|22)|3(?:0[0-5]|[68])|35|62|5[06-9]|6\d)"
+)
+
+
+def mask(value: str) -> str:
+    """``value`` with every character but the last two replaced by ``*`` (separators kept)."""
+    keep = 2 if len(value) > 4 else 0
+    head, tail = value[: len(value) - keep], value[len(value) - keep :]
+    return re.sub(r"[^\s.@-]", "*", head) + tail
+
+
+@dataclasses.dataclass(frozen=True)
+class PiiFinding:
+    """One piece of personal data: its kind, where it is, and a masked form."""
+
+    kind: str
+    start: int
+    end: int
+    masked: str
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def _luhn(number: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(number)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _iban_ok(candidate: str) -> bool:
+    compact = candidate.replace(" ", "")
+    if not 15 <= len(compact) <= 34:
+        return False
+    moved = compact[4:] + compact[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def _dni_ok(candidate: str) -> bool:
+    compact = candidate.replace("-", "")
+    number, letter = compact[:-1], compact[-1]
+    number = number.replace("X", "0").replace("Y", "1").replace("Z", "2")
+    return number.isdigit() and _DNI_LETTERS[int(number) % 23] == letter
+
+
+def _bsn_ok(candidate: str) -> bool:
+    weights = [9, 8, 7, 6, 5, 4, 3, 2, -1]
+    return candidate[0] != "0" and sum(int(d) * w for d, w in zip(candidate, weights, strict=True)) % 11 == 0
+
+
+def _nir_ok(candidate: str) -> bool:
+    compact = candidate.replace(" ", "")
+    body, key = compact[:13], compact[13:]
+    body = body.replace("2A", "19").replace("2B", "18")  # Corsica
+    return body.isdigit() and key.isdigit() and 97 - int(body) % 97 == int(key)
+
+
+def _ip_ok(candidate: str) -> bool:
+    try:
+        address = ipaddress.ip_address(candidate)
+    except ValueError:
+        return False
+    if address.version == 4:
+        return not all(int(part) < 10 for part in candidate.split("."))  # 1.2.3.4-style versions
+    return True
+
+
+def find_pii(text: str, kinds: tuple[str, ...] = KINDS) -> list[PiiFinding]:
+    """Every piece of personal data in ``text`` (validated), in order; overlapping matches of a
+    weaker kind are dropped (a card number is not also a phone number)."""
+    found: list[PiiFinding] = []
+
+    def add(kind: str, match: re.Match[str]) -> None:
+        found.append(PiiFinding(kind, match.start(), match.end(), mask(match.group())))
+
+    checks: list[tuple[str, re.Pattern[str], object]] = [
+        ("email", _EMAIL, None),
+        ("iban", _IBAN, _iban_ok),
+        (
+            "card",
+            _CARD,
+            lambda m: 13 <= len(_digits(m)) <= 19 and _luhn(_digits(m)) and _CARD_PREFIX.match(_digits(m)),
+        ),
+        ("national_id", _NIR, _nir_ok),
+        ("national_id", _DNI, _dni_ok),
+        ("national_id", _SSN, None),
+        ("national_id", _BSN, _bsn_ok),
+        ("phone", _PHONE_INTL, lambda m: 8 <= len(_digits(m)) <= 15),
+        ("phone", _PHONE_NANP, None),
+        ("ip", _IPV4, _ip_ok),
+        ("ip", _IPV6, _ip_ok),
+    ]
+    taken: list[tuple[int, int]] = []
+    for kind, pattern, valid in checks:
+        if kind not in kinds:
+            continue
+        for match in pattern.finditer(text):
+            if any(match.start() < end and start < match.end() for start, end in taken):
+                continue
+            if valid is not None and not valid(match.group()):  # type: ignore[operator]
+                continue
+            add(kind, match)
+            taken.append((match.start(), match.end()))
+    return sorted(found, key=lambda f: f.start)
+
+
+def count_pii(text: str) -> Counter[str]:
+    """How many of each kind ``text`` holds."""
+    return Counter(f.kind for f in find_pii(text))
