@@ -22,6 +22,8 @@ from pathlib import Path
 
 import msgspec
 
+from cert_core import format_timestamp
+
 MODELS = [  # provider, request model, response model, $ per 1M input, $ per 1M output, weight
     ("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", 0.15, 0.60, 50),
     ("openai", "gpt-4o", "gpt-4o-2024-08-06", 2.50, 10.00, 20),
@@ -88,8 +90,8 @@ def generate(count: int, out: Path, *, days: int = 60, seed: int = 7) -> int:
                             "schema": "cert.trace/1",
                             "trace_id": trace_id,
                             "span_id": parent,
-                            "start_time": _ts(t - 2_000_000),
-                            "end_time": _ts(t + int(duration * 1e6) + 1_000_000),
+                            "start_time": format_timestamp(t - 2_000_000),
+                            "end_time": format_timestamp(t + int(duration * 1e6) + 1_000_000),
                             "duration_ms": round(duration + 3.0, 3),
                             "kind": "function",
                             "function": function,
@@ -103,8 +105,8 @@ def generate(count: int, out: Path, *, days: int = 60, seed: int = 7) -> int:
                 "schema": "cert.trace/1",
                 "trace_id": trace_id,
                 "span_id": span_id,
-                "start_time": _ts(t),
-                "end_time": _ts(t + int(duration * 1e6)),
+                "start_time": format_timestamp(t),
+                "end_time": format_timestamp(t + int(duration * 1e6)),
                 "duration_ms": round(duration, 3),
                 "kind": "llm",
                 "provider": provider,
@@ -149,11 +151,6 @@ def generate(count: int, out: Path, *, days: int = 60, seed: int = 7) -> int:
         if batch:
             fh.write(b"\n".join(batch) + b"\n")
     return lines
-
-
-def _ts(ns: int) -> str:
-    seconds, micros = divmod(ns // 1000, 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
 
 
 def main() -> None:

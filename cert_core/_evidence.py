@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -127,9 +128,16 @@ def metric_definitions() -> dict[str, Any]:
     }
 
 
-def format_usd(value: float | None) -> str:
-    """``$0.000027`` (trailing zeros cut), ``$0`` for nothing, ``-`` for unknown."""
-    return "-" if value is None else f"${value:.6f}".rstrip("0").rstrip(".") if value else "$0"
+def format_usd(value: float | None, *, cents_from: float = math.inf, trim: bool = True) -> str:
+    """``$0.000027`` (trailing zeros cut unless ``trim`` is false), ``$0`` for nothing, ``-`` for
+    unknown; amounts of ``cents_from`` dollars or more in cents with thousands (``$1,234.57``)."""
+    if value is None:
+        return "-"
+    if value >= cents_from:
+        return f"${value:,.2f}"
+    if not trim:
+        return f"${value:.6f}"
+    return f"${value:.6f}".rstrip("0").rstrip(".") if value else "$0"
 
 
 def _threshold(value: float | None) -> str:
@@ -279,15 +287,15 @@ def write_evidence(
     if report:
         # The Article 15 / Annex IV report, from the same results and this manifest's facts.
         try:
-            from .report import build_report, write_report
-            from .report._data import tested_functions, tested_models
+            from .report import build_report, tested_components, write_report
 
+            models, functions = tested_components(out / "traces.jsonl")
             evidence = {
                 "results": results,
                 "results_sha256": sha256_file(out / "results.json"),
                 "manifest": manifest,
-                "models": tested_models(out / "traces.jsonl"),
-                "functions": tested_functions(out / "traces.jsonl"),
+                "models": models,
+                "functions": functions,
             }
             write_report(out, build_report(evidence))
         except Exception as exc:  # the evidence stays whole without its report

@@ -148,6 +148,20 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trace_arguments(parser: argparse.ArgumentParser, *, period: bool = True) -> None:
+    """The arguments every command over production traces takes."""
+    parser.add_argument("traces", nargs="+", metavar="TRACES", help="Trace file, directory or glob")
+    if period:
+        parser.add_argument(
+            "--period", default="30d", help="Days (30d) or weeks (4w) back from the newest day, or all"
+        )
+    parser.add_argument(
+        "--tolerant",
+        action="store_true",
+        help="Skip bad lines (each is reported) instead of stopping at the first",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cert",
@@ -201,18 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
         "days whose cost is far above the period's robust baseline. Needs the analysis extra "
         '(pip install "pytest-cert[analysis]").',
     )
-    costs.add_argument("traces", nargs="+", metavar="TRACES", help="Trace file, directory or glob")
-    costs.add_argument(
-        "--period", default="30d", help="Days (30d) or weeks (4w) back from the newest day, or all"
-    )
+    _trace_arguments(costs)
     costs.add_argument("--by", choices=("model", "function", "day", "provider"), default="model")
     costs.add_argument("--top", type=int, default=20, help="Rows shown in the table (default 20)")
     costs.add_argument("--json", action="store_true", help="Print the whole report as JSON")
-    costs.add_argument(
-        "--tolerant",
-        action="store_true",
-        help="Skip bad lines (each is reported) instead of stopping at the first",
-    )
     costs.set_defaults(handler=_cmd_costs)
     opt = commands.add_parser(
         "optimize",
@@ -223,10 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         "suggestion shows its evidence and estimated saving over the period; nothing is changed. "
         'Needs the analysis extra (pip install "pytest-cert[analysis]").',
     )
-    opt.add_argument("traces", nargs="+", metavar="TRACES", help="Trace file, directory or glob")
-    opt.add_argument(
-        "--period", default="30d", help="Days (30d) or weeks (4w) back from the newest day, or all"
-    )
+    _trace_arguments(opt)
     opt.add_argument(
         "--min-pass-rate",
         type=float,
@@ -244,7 +247,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     opt.add_argument("--top", type=int, default=10, help="Suggestions shown (default 10)")
     opt.add_argument("--json", action="store_true", help="Print everything as JSON")
-    opt.add_argument("--tolerant", action="store_true", help="Skip bad lines (each is reported)")
     opt.set_defaults(handler=_cmd_optimize)
     ev = commands.add_parser(
         "evaluate",
@@ -253,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the same metric the test gate uses, in batches, streaming the files. Traces without a "
         "reference are counted with the reason, never scored.",
     )
-    ev.add_argument("traces", nargs="+", metavar="TRACES", help="Trace file, directory or glob")
+    _trace_arguments(ev, period=False)
     ev.add_argument("--preset", default=None, help="Measurement preset (default: general)")
     ev.add_argument("--threshold", type=float, default=None, help="Threshold (default: the preset's)")
     ev.add_argument(
@@ -265,7 +267,6 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--annotate", help="Write the traces again with their evaluation (a new hash chain)")
     ev.add_argument("--batch", type=int, default=64, help="Answers measured together (default 64)")
     ev.add_argument("--json", action="store_true", help="Print the summary as JSON")
-    ev.add_argument("--tolerant", action="store_true", help="Skip bad lines (each reported)")
     ev.add_argument("-q", "--quiet", action="store_true", help="No progress line")
     ev.set_defaults(handler=_cmd_evaluate)
     init = commands.add_parser(
@@ -309,11 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _usd(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 100:
-        return f"${value:,.2f}"
-    return f"${value:,.6f}".rstrip("0").rstrip(".") if value else "$0"
+    from ._evidence import format_usd
+
+    return format_usd(value, cents_from=100)
 
 
 def _tokens(n: int) -> str:

@@ -25,6 +25,7 @@ import dataclasses
 import ipaddress
 import re
 from collections import Counter
+from collections.abc import Callable
 
 __all__ = ["KINDS", "PiiFinding", "count_pii", "find_pii", "mask"]
 
@@ -44,9 +45,9 @@ _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}|(?=::))(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 _DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
 # Issuer prefixes of payment cards (Visa, Mastercard, Amex, Discover, Diners, JCB, UnionPay, Maestro).
-_CARD_PREFIX = re.compile(
-    r"^(?:4|5[1-5]|2[2-7]|3[47]|6(?:011|5|4[4-9]|22)|3(?:0[0-5]|[68])|35|62|5[06-9]|6\d)"
-)
+# 4: Visa; 5: Mastercard, Maestro; 2[2-7]: Mastercard; 3[4-8], 30[0-5]: Amex, JCB, Diners; 6: Discover,
+# UnionPay, Maestro.
+_CARD_PREFIX = re.compile(r"^(?:[456]|2[2-7]|3[4-8]|30[0-5])")
 
 
 def mask(value: str) -> str:
@@ -110,6 +111,15 @@ def _nir_ok(candidate: str) -> bool:
     return body.isdigit() and key.isdigit() and 97 - int(body) % 97 == int(key)
 
 
+def _card_ok(candidate: str) -> bool:
+    digits = _digits(candidate)
+    return 13 <= len(digits) <= 19 and _luhn(digits) and _CARD_PREFIX.match(digits) is not None
+
+
+def _phone_ok(candidate: str) -> bool:
+    return 8 <= len(_digits(candidate)) <= 15
+
+
 def _ip_ok(candidate: str) -> bool:
     try:
         address = ipaddress.ip_address(candidate)
@@ -123,6 +133,22 @@ def _ip_ok(candidate: str) -> bool:
 # Where personal data could start: an @, a + before a digit, a run of 7+ digits and separators, a
 # hex group followed by colons. Only windows around these are scanned by the patterns above, so
 # ordinary prose (years, prices, short numbers) costs one pass of this pattern.
+# In order of strength: a later kind may not claim text an earlier one found (a card number is not
+# also a phone number). Each pattern with the check its candidates must pass, if any.
+_CHECKS: tuple[tuple[str, re.Pattern[str], Callable[[str], bool] | None], ...] = (
+    ("email", _EMAIL, None),
+    ("iban", _IBAN, _iban_ok),
+    ("card", _CARD, _card_ok),
+    ("national_id", _NIR, _nir_ok),
+    ("national_id", _DNI, _dni_ok),
+    ("national_id", _SSN, None),
+    ("national_id", _BSN, _bsn_ok),
+    ("phone", _PHONE_INTL, _phone_ok),
+    ("phone", _PHONE_NANP, None),
+    ("ip", _IPV4, _ip_ok),
+    ("ip", _IPV6, _ip_ok),
+)
+
 # One pass each: Python's re runs a pattern that starts with a literal far faster than an
 # alternation.
 # Each with how far to look before and after it: an email's local part and domain; an IBAN's
@@ -158,30 +184,9 @@ def find_pii(text: str, kinds: tuple[str, ...] = KINDS) -> list[PiiFinding]:
     """Every piece of personal data in ``text`` (validated), in order; overlapping matches of a
     weaker kind are dropped (a card number is not also a phone number)."""
     found: list[PiiFinding] = []
-
-    def add(kind: str, match: re.Match[str]) -> None:
-        found.append(PiiFinding(kind, match.start(), match.end(), mask(match.group())))
-
-    checks: list[tuple[str, re.Pattern[str], object]] = [
-        ("email", _EMAIL, None),
-        ("iban", _IBAN, _iban_ok),
-        (
-            "card",
-            _CARD,
-            lambda m: 13 <= len(_digits(m)) <= 19 and _luhn(_digits(m)) and _CARD_PREFIX.match(_digits(m)),
-        ),
-        ("national_id", _NIR, _nir_ok),
-        ("national_id", _DNI, _dni_ok),
-        ("national_id", _SSN, None),
-        ("national_id", _BSN, _bsn_ok),
-        ("phone", _PHONE_INTL, lambda m: 8 <= len(_digits(m)) <= 15),
-        ("phone", _PHONE_NANP, None),
-        ("ip", _IPV4, _ip_ok),
-        ("ip", _IPV6, _ip_ok),
-    ]
     taken = bytearray(len(text))  # 1 where a finding already is: a weaker kind may not overlap it
     windows = _windows(text)
-    for kind, pattern, valid in checks:
+    for kind, pattern, valid in _CHECKS:
         if kind not in kinds:
             continue
         for start, end in windows:
@@ -189,9 +194,9 @@ def find_pii(text: str, kinds: tuple[str, ...] = KINDS) -> list[PiiFinding]:
             for match in pattern.finditer(text, start, end):
                 if 1 in taken[match.start() : match.end()]:
                     continue
-                if valid is not None and not valid(match.group()):  # type: ignore[operator]
+                if valid is not None and not valid(match.group()):
                     continue
-                add(kind, match)
+                found.append(PiiFinding(kind, match.start(), match.end(), mask(match.group())))
                 taken[match.start() : match.end()] = b"\x01" * (match.end() - match.start())
     return sorted(found, key=lambda f: f.start)
 

@@ -143,7 +143,7 @@ def _scrub_json(value: Any, secrets: Sequence[str], names: re.Pattern[str] = _SE
     name, whatever its type, unless it is a number or a flag) and by value."""
     if isinstance(value, dict):
         return {
-            k: (SCRUBBED if names.search(k) and value_is_secret(v) else _scrub_json(v, secrets, names))
+            k: (SCRUBBED if names.search(k) and _may_be_secret(v) else _scrub_json(v, secrets, names))
             for k, v in value.items()
         }
     if isinstance(value, list):
@@ -153,7 +153,7 @@ def _scrub_json(value: Any, secrets: Sequence[str], names: re.Pattern[str] = _SE
     return value
 
 
-def value_is_secret(value: Any) -> bool:
+def _may_be_secret(value: Any) -> bool:
     """Whether a value under a secret-like name could be a secret (counts like max_tokens are not)."""
     return value is not None and not isinstance(value, (bool, int, float))
 
@@ -346,8 +346,7 @@ class Entry:
 
     @property
     def cost_usd(self) -> float | None:
-        value = self.recorded.get("cost_usd")
-        return float(value) if isinstance(value, (int, float)) else None
+        return self._number("cost_usd")
 
     def note_call(
         self,
@@ -608,9 +607,9 @@ class Cassette:
         item = self.interactions[index]
         stored = item["response"]
         headers = [
-            (k, item)
-            for k, v in (stored.get("headers") or {}).items()
-            for item in (v if isinstance(v, list) else [v])
+            (name, value)
+            for name, values in (stored.get("headers") or {}).items()
+            for value in (values if isinstance(values, list) else [values])
         ]
         entry = Entry(self, item.setdefault("recorded", {}), replayed=True)
         extensions = {"cert_cassette": entry}
@@ -690,7 +689,7 @@ class Cassette:
         self,
         item: dict[str, Any],
         status: int,
-        headers: dict[str, str],
+        headers: dict[str, Any],
         body: bytes,
         secrets: Sequence[str],
         t0: float,
@@ -707,16 +706,22 @@ class Cassette:
             item["response"] = stored
             item["recorded"]["latency_ms"] = round((time.perf_counter() - t0) * 1000, 3)
 
+    def _record(
+        self, lib: Any, inner: Any, pick: Callable[[Any], Any], request: Any, wanted: _Request
+    ) -> tuple[dict[str, Any], Entry, Any, Any]:
+        """A new recording: its item and entry, the request to send, and the transport to send
+        it through (the upstream's own when there is one: proxies are chosen per URL)."""
+        item, entry = self._new_item(wanted)
+        outgoing = self._outgoing(lib, request)
+        return item, entry, outgoing, pick(outgoing.url) if self.upstream else inner
+
     def handle(self, lib: Any, inner: Any, pick: Callable[[Any], Any], request: Any) -> Any:
         __tracebackhide__ = True
         request.read()  # a streamed (multipart) body, so that it can be matched and sent again
         wanted, secrets, index = self._begin(request)
         if index is not None:
             return self._replay_response(lib, index)
-        item, entry = self._new_item(wanted)
-        outgoing = self._outgoing(lib, request)
-        if self.upstream:
-            inner = pick(outgoing.url)
+        item, entry, outgoing, inner = self._record(lib, inner, pick, request, wanted)
         t0 = time.perf_counter()
         try:
             response = inner.handle_request(outgoing)
@@ -735,10 +740,7 @@ class Cassette:
         wanted, secrets, index = self._begin(request)
         if index is not None:
             return self._replay_response(lib, index)
-        item, entry = self._new_item(wanted)
-        outgoing = self._outgoing(lib, request)
-        if self.upstream:
-            inner = pick(outgoing.url)
+        item, entry, outgoing, inner = self._record(lib, inner, pick, request, wanted)
         t0 = time.perf_counter()
         try:
             response = await inner.handle_async_request(outgoing)
@@ -994,7 +996,7 @@ def _recording_stream(lib: Any, inner: Any, recorder: _StreamRecorder, *, is_asy
 
 # --------------------------------------------------------------------------- patching the clients
 
-_active: list[Cassette] = []
+_active: list[Cassette] = []  # process-wide: threads a test starts see its cassette too
 # Cassette files written in this test run, once a runner asks for it (see track_run()).
 _written_this_run: set[str] | None = None
 
@@ -1008,7 +1010,7 @@ def track_run() -> None:
 
 
 def _key(path: Path) -> str:
-    return os.path.normcase(str(path.resolve()))  # process-wide: threads a test starts see its cassette too
+    return os.path.normcase(str(path.resolve()))
 
 
 _state_lock = threading.RLock()

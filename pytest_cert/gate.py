@@ -232,25 +232,16 @@ def unreachable(n: int, min_pass_rate: float, confidence: float) -> str | None:
 
 def _z(confidence: float) -> float:
     """The normal quantile of a two-sided interval at ``confidence``."""
-    from statistics import NormalDist  # imported on use: the inert plugin stays light
+    from cert_core._stats import z_quantile  # imported on use: the inert plugin stays light
 
-    return NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2.0)
+    return z_quantile(confidence)
 
 
 def wilson_interval(passed: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Two-sided Wilson score interval of a pass rate ``passed / n`` at ``confidence``."""
-    if n <= 0:
-        raise ValueError("the Wilson interval needs at least one run")
-    if not 0 <= passed <= n:
-        raise ValueError(f"passed must be between 0 and n={n}, got {passed}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    z = _z(confidence)
-    p = passed / n
-    denominator = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    from cert_core._stats import wilson_interval as interval
+
+    return interval(passed, n, confidence)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,16 @@ from __future__ import annotations
 from ._costs import BY, Anomaly, CostReport, CostRow, cost_report, parse_period
 from ._evaluate import Evaluated, evaluate_traces, skip_reason
 from ._optimize import CHEAPER, Recommendation, optimize, wilson_lower
-from ._traces import AnalysisError, DailyGroup, LongPrompts, RepeatedPrompt, TraceScan, scan_traces
+from ._traces import (
+    AnalysisError,
+    DailyGroup,
+    LongPrompts,
+    RepeatedPrompt,
+    TraceScan,
+    in_period,
+    period_start,
+    scan_traces,
+)
 
 __all__ = [
     "BY",
@@ -27,8 +36,10 @@ __all__ = [
     "TraceScan",
     "cost_report",
     "evaluate_traces",
+    "in_period",
     "optimize",
     "parse_period",
+    "period_start",
     "scan_traces",
     "skip_reason",
     "wilson_lower",

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import re
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from ._traces import DailyGroup, TraceScan
+from ._traces import DailyGroup, TraceScan, in_period
 
 __all__ = ["BY", "Anomaly", "CostReport", "CostRow", "cost_report", "parse_period"]
 
@@ -146,11 +145,7 @@ def cost_report(scan: TraceScan, *, by: str = "model", period_days: int | None =
     """
     if by not in BY:
         raise ValueError(f"by {by!r}: expected one of {', '.join(BY)}")
-    groups = scan.groups
-    if groups and period_days is not None:
-        last = dt.date.fromisoformat(max(g.day for g in groups))
-        first = (last - dt.timedelta(days=period_days - 1)).isoformat()
-        groups = [g for g in groups if g.day >= first]
+    groups = in_period(scan.groups, period_days)
     period_cost = sum(g.cost_usd for g in groups)
     buckets: dict[str, list[DailyGroup]] = defaultdict(list)
     per_day: dict[str, list[DailyGroup]] = defaultdict(list)

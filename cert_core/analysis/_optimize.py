@@ -17,14 +17,13 @@ Prices come from :func:`cert_core.price_call` (genai-prices and your overrides).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import math
 import re
 from collections import defaultdict
 from typing import Any
 
 from .._pricing import price_call
-from ._traces import DailyGroup, TraceScan
+from .._stats import wilson_interval
+from ._traces import DailyGroup, TraceScan, in_period
 
 __all__ = ["CHEAPER", "Recommendation", "optimize", "wilson_lower"]
 
@@ -50,14 +49,9 @@ CHEAPER: dict[str, dict[str, str]] = {
 _DATE = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest|\d)$")
 
 
-def wilson_lower(passed: int, n: int, z: float = 1.959964) -> float:
-    """Lower bound of the two-sided Wilson score interval (95% by default)."""
-    if n == 0:
-        return 0.0
-    p = passed / n
-    centre = p + z * z / (2 * n)
-    spread = z * math.sqrt((p * (1 - p) + z * z / (4 * n)) / n)
-    return max(0.0, (centre - spread) / (1 + z * z / n))
+def wilson_lower(passed: int, n: int) -> float:
+    """Lower bound of the two-sided 95% Wilson score interval (0 without evaluations)."""
+    return wilson_interval(passed, n)[0] if n else 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,11 +145,7 @@ def optimize(
 ) -> list[Recommendation]:
     """Suggestions over the period ending on the newest day of ``scan`` (made with
     ``prompts=True`` for the cache and long-prompt ones), largest saving first."""
-    groups = scan.groups
-    if groups and period_days is not None:
-        last = dt.date.fromisoformat(max(g.day for g in groups))
-        first = (last - dt.timedelta(days=period_days - 1)).isoformat()
-        groups = [g for g in groups if g.day >= first]
+    groups = in_period(scan.groups, period_days)
     found = _downgrades(groups, min_pass_rate, min_evaluated)
     for r in scan.repeated:
         if r.calls < min_repeats:

@@ -24,7 +24,16 @@ from typing import Any
 from .._records import SCHEMA
 from .._store import TraceReadError, read_traces, trace_files
 
-__all__ = ["AnalysisError", "DailyGroup", "LongPrompts", "RepeatedPrompt", "TraceScan", "scan_traces"]
+__all__ = [
+    "AnalysisError",
+    "DailyGroup",
+    "LongPrompts",
+    "RepeatedPrompt",
+    "TraceScan",
+    "in_period",
+    "period_start",
+    "scan_traces",
+]
 
 # Only these fields are parsed; the rest of each line (prompts, answers) is skipped.
 _COLUMNS = {
@@ -130,8 +139,10 @@ def _sql_list(paths: Sequence[Path]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
-def _columns() -> str:
-    return "{" + ", ".join(f"{name}: '{kind}'" for name, kind in _COLUMNS.items()) + "}"
+def _columns(prompts: bool = False) -> str:
+    # The input as VARCHAR, not JSON: DuckDB then keeps its text as it is, without building it.
+    columns = {**_COLUMNS, "input": "VARCHAR"} if prompts else _COLUMNS
+    return "{" + ", ".join(f"{name}: '{kind}'" for name, kind in columns.items()) + "}"
 
 
 def _is_legacy(path: Path) -> bool:
@@ -233,7 +244,8 @@ def scan_traces(
                     direct.remove(path)
                     converted.append(path)
                     readable.append(_convert(path, work / "converted", strict, skipped))
-            since = _since(con, period_days)
+            newest = con.execute("SELECT max(day) FROM raw WHERE kind = 'llm'").fetchone()[0]
+            since = period_start(newest, period_days)
             return TraceScan(
                 repeated=_repeated(con, since) if prompts else [],
                 long_prompts=_long_prompts(con, since) if prompts else [],
@@ -242,18 +254,16 @@ def scan_traces(
                 records=con.execute("SELECT count(*) FROM raw").fetchone()[0],
                 skipped=skipped,
                 converted=converted,
-                newest=con.execute("SELECT max(day) FROM raw WHERE kind = 'llm'").fetchone()[0],
+                newest=newest,
             )
         finally:
             con.close()
 
 
 def _read_json(paths: Sequence[Path], prompts: bool = False) -> str:
-    # VARCHAR, not JSON: DuckDB then keeps the input's text as it is, without building it.
-    columns = _columns()[:-1] + ", input: 'VARCHAR'}" if prompts else _columns()
     return (
         f"read_json({_sql_list(paths)}, format='newline_delimited', compression='auto', "
-        f"columns={columns}, filename=true, maximum_object_size={_MAX_OBJECT_BYTES})"
+        f"columns={_columns(prompts)}, filename=true, maximum_object_size={_MAX_OBJECT_BYTES})"
     )
 
 
@@ -327,14 +337,21 @@ _CALLS = """
 """
 
 
-def _since(con: Any, period_days: int | None) -> str:
-    """The first day of the period that ends on the newest call's day ("" for everything)."""
+def period_start(last_day: str | None, days: int | None) -> str:
+    """The first day (YYYY-MM-DD) of ``days`` days ending on ``last_day``; "" means everything."""
     import datetime as dt
 
-    newest = con.execute("SELECT max(day) FROM raw WHERE kind = 'llm'").fetchone()[0]
-    if period_days is None or not newest:
+    if days is None or not last_day:
         return ""
-    return (dt.date.fromisoformat(newest) - dt.timedelta(days=period_days - 1)).isoformat()
+    return (dt.date.fromisoformat(last_day) - dt.timedelta(days=days - 1)).isoformat()
+
+
+def in_period(groups: Sequence[DailyGroup], days: int | None) -> list[DailyGroup]:
+    """The groups of the ``days`` days ending on the newest one (an export may be old: not today)."""
+    if not groups:
+        return []
+    first = period_start(max(g.day for g in groups), days)
+    return [g for g in groups if g.day >= first]
 
 
 def _repeated(con: Any, since: str | None) -> list[RepeatedPrompt]:

@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._data import REPORT_SCHEMA, build_report, load_evidence
+from .._evidence import format_usd
+from ._data import REPORT_SCHEMA, build_report, load_evidence, tested_components
 from ._system import SYSTEM_TEMPLATE, SystemFileError, load_system
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "render_html",
     "render_markdown",
     "render_pdf",
+    "tested_components",
     "write_report",
 ]
 
@@ -39,9 +41,7 @@ REPORT_FILES = ("report.md", "report.html", "report.json")
 
 
 def _usd(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"${value:,.2f}" if value >= 100 else f"${value:.6f}"
+    return format_usd(value, cents_from=100, trim=False)
 
 
 def _pct(value: float | None) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -16,20 +15,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from .._stats import wilson_interval
+
 __all__ = ["REPORT_SCHEMA", "build_report", "load_evidence"]
 
 REPORT_SCHEMA = "cert.report/1"
-_Z95 = 1.959964
-
-
-def _wilson(passed: int, n: int) -> tuple[float, float] | None:
-    if n == 0:
-        return None
-    p = passed / n
-    centre = p + _Z95**2 / (2 * n)
-    spread = _Z95 * math.sqrt((p * (1 - p) + _Z95**2 / (4 * n)) / n)
-    denominator = 1 + _Z95**2 / n
-    return max(0.0, (centre - spread) / denominator), min(1.0, (centre + spread) / denominator)
 
 
 def ai_act() -> dict[str, Any]:
@@ -52,46 +42,38 @@ def load_evidence(folder: str | Path) -> dict[str, Any]:
     manifest = None
     if (base / "manifest.json").is_file():
         manifest = json.loads((base / "manifest.json").read_text(encoding="utf-8"))
+    models, functions = tested_components(base / "traces.jsonl")
     return {
         "results": results,
         "results_sha256": hashlib.sha256(results_path.read_bytes()).hexdigest(),
         "manifest": manifest,
-        "models": tested_models(base / "traces.jsonl"),
-        "functions": tested_functions(base / "traces.jsonl"),
+        "models": models,
+        "functions": functions,
     }
 
 
-def tested_models(traces: Path) -> list[dict[str, Any]]:
-    """The LLM components the tests exercised: provider, requested model, the snapshot the API
-    returned, sampling parameters, calls."""
+def tested_components(traces: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """What the tests exercised, in one read of their trace file: the LLM components (provider,
+    requested model, the snapshot the API returned, sampling parameters, calls) and the names of
+    the ``@trace`` functions that ran."""
     if not traces.is_file():
-        return []
+        return [], []
     from .._store import read_traces
 
     seen: Counter[tuple[str, str, str, str]] = Counter()
+    functions: set[str] = set()
     for record in read_traces(traces, strict=False, on_error=lambda error: None):
+        if record.kind == "function" and record.function:
+            functions.add(record.function)
         if record.kind != "llm":
             continue
         params = json.dumps(record.request or {}, sort_keys=True)
         seen[(record.provider or "?", record.request_model or "?", record.response_model or "?", params)] += 1
-    return [
+    models = [
         {"provider": p, "request_model": m, "response_model": r, "parameters": json.loads(params), "calls": n}
         for (p, m, r, params), n in sorted(seen.items())
     ]
-
-
-def tested_functions(traces: Path) -> list[str]:
-    """The ``@trace`` functions the tests ran (their function records)."""
-    if not traces.is_file():
-        return []
-    from .._store import read_traces
-
-    names = {
-        record.function
-        for record in read_traces(traces, strict=False, on_error=lambda error: None)
-        if record.kind == "function" and record.function
-    }
-    return sorted(names)
+    return models, sorted(functions)
 
 
 def _test_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -148,7 +130,7 @@ def _declaration(results: Mapping[str, Any], system: Mapping[str, Any]) -> list[
     for preset in sorted(set(per_preset) | {p for p in declared if p}):
         outcomes = per_preset.get(preset, [])
         n, passed = len(outcomes), sum(outcomes)
-        interval = _wilson(passed, n)
+        interval = wilson_interval(passed, n) if n else None
         level = declared.get(preset)
         if level is None:
             check = "not declared (a person states the level in cert-system.yaml)"
@@ -177,10 +159,10 @@ def _declaration(results: Mapping[str, Any], system: Mapping[str, Any]) -> list[
 def _monitoring(
     scan: Any, tested: Sequence[Mapping[str, Any]], functions: Sequence[str], period_days: int | None
 ) -> dict[str, Any]:
-    from ..analysis import cost_report
+    from ..analysis import cost_report, in_period
 
     report = cost_report(scan, by="model", period_days=period_days)
-    groups = [g for g in scan.groups if report.first_day and g.day >= report.first_day]
+    groups = in_period(scan.groups, period_days)
     versions: dict[tuple[str, str], dict[str, Any]] = {}
     for g in groups:
         key = (g.model, g.response_model)
