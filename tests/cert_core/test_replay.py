@@ -23,7 +23,7 @@ import cert_core
 from cert_core import replay
 from cert_core.replay import FORMAT, Cassette, CassetteError, CassetteMiss, use_cassette
 from cert_core.testing import FakeLLM, Reply, anthropic_message, anthropic_stream_events
-from tests.cert_core.connectors.test_openai import RESPONSE  # the Responses API reply
+from tests.cert_core.connectors.test_openai import RESPONSE, RESPONSE_EVENTS  # Responses API
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 CLAUDE = "claude-sonnet-4-20250514"
@@ -82,29 +82,6 @@ class Capital(pydantic.BaseModel):
     city: str
 
 
-RESPONSE_EVENTS = [
-    (
-        "response.created",
-        {
-            "type": "response.created",
-            "sequence_number": 0,
-            "response": {**RESPONSE, "status": "in_progress", "output": [], "usage": None},
-        },
-    ),
-    (
-        "response.output_text.delta",
-        {
-            "type": "response.output_text.delta",
-            "sequence_number": 1,
-            "item_id": "msg_1",
-            "output_index": 0,
-            "content_index": 0,
-            "delta": "Paris.",
-            "logprobs": [],
-        },
-    ),
-    ("response.completed", {"type": "response.completed", "sequence_number": 2, "response": RESPONSE}),
-]
 EMBEDDING = {
     "object": "list",
     "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
@@ -281,15 +258,6 @@ def round_trip(
     assert offline.touched == []
     assert cassette.replayed == len(second.records) >= 1
     return recorded, replayed, first.records, second.records
-
-
-@pytest.fixture
-def instrumented() -> Iterator[None]:
-    cert_core.instrument()
-    try:
-        yield
-    finally:
-        cert_core.uninstrument()
 
 
 @pytest.mark.parametrize("name", list(CALLS))

@@ -50,6 +50,10 @@ def results_schema() -> dict[str, Any]:
     return schema
 
 
+# The evidence folder's files that its manifest lists with their SHA-256.
+HASHED_FILES = {"results.json", "summary.md", "traces.jsonl", "report.md", "report.html", "report.json"}
+
+
 def test_evidence_folder_files_validate_and_hash(project: pytest.Pytester, evidence, results_schema) -> None:
     project.makepyfile(SUITE)
     project.runpytest().assert_outcomes(passed=3, failed=1, xfailed=1)
@@ -76,14 +80,7 @@ def test_evidence_folder_files_validate_and_hash(project: pytest.Pytester, evide
     assert results["totals"]["tests"] == 4
     assert results["session"]["exitstatus"] == 1
     manifest = json.loads(evidence.path("manifest.json").read_text())
-    assert set(manifest["files"]) == {
-        "results.json",
-        "summary.md",
-        "traces.jsonl",
-        "report.md",
-        "report.html",
-        "report.json",
-    }
+    assert set(manifest["files"]) == HASHED_FILES
     for name, entry in manifest["files"].items():
         data = evidence.path(name).read_bytes()
         assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
@@ -360,14 +357,7 @@ def test_evidence_writer_touches_only_its_own_files(project: pytest.Pytester) ->
         "traces.jsonl",
     ]
     manifest = json.loads((project.path / "out" / "manifest.json").read_text())
-    assert set(manifest["files"]) == {
-        "results.json",
-        "summary.md",
-        "traces.jsonl",
-        "report.md",
-        "report.html",
-        "report.json",
-    }
+    assert set(manifest["files"]) == HASHED_FILES
     assert (project.path / "out" / "dashboard.html").read_text() == "<p>mine</p>"
 
 

@@ -27,17 +27,6 @@ class Collected:
 
 
 @pytest.fixture
-def instrumented() -> Iterator[None]:
-    cert_core.instrument()
-    try:
-        yield
-    finally:
-        cert_core.uninstrument()
-        cert_core.instrument(capture="full")  # reset the capture mode for the next test
-        cert_core.uninstrument()
-
-
-@pytest.fixture
 def records(instrumented: None, trace_schema: dict[str, Any]) -> Iterator[Collected]:
     collected = Collected(trace_schema)
     before = cert_core.instrumentation_stats().errors

@@ -233,6 +233,31 @@ RESPONSE = {
 }
 
 
+RESPONSE_EVENTS = [
+    (
+        "response.created",
+        {
+            "type": "response.created",
+            "sequence_number": 0,
+            "response": {**RESPONSE, "status": "in_progress", "output": [], "usage": None},
+        },
+    ),
+    (
+        "response.output_text.delta",
+        {
+            "type": "response.output_text.delta",
+            "sequence_number": 1,
+            "item_id": "msg_1",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": "Paris.",
+            "logprobs": [],
+        },
+    ),
+    ("response.completed", {"type": "response.completed", "sequence_number": 2, "response": RESPONSE}),
+]
+
+
 def test_responses_api(records: Collected) -> None:
     body = RESPONSE
     fake = FakeLLM().add("/responses", Reply(body))
@@ -250,29 +275,7 @@ def test_responses_api(records: Collected) -> None:
 
 def test_responses_stream(records: Collected) -> None:
     final = RESPONSE
-    events = [
-        (
-            "response.created",
-            {
-                "type": "response.created",
-                "sequence_number": 0,
-                "response": {**final, "status": "in_progress", "output": [], "usage": None},
-            },
-        ),
-        (
-            "response.output_text.delta",
-            {
-                "type": "response.output_text.delta",
-                "sequence_number": 1,
-                "item_id": "msg_1",
-                "output_index": 0,
-                "content_index": 0,
-                "delta": "Paris.",
-                "logprobs": [],
-            },
-        ),
-        ("response.completed", {"type": "response.completed", "sequence_number": 2, "response": final}),
-    ]
+    events = RESPONSE_EVENTS
     fake = FakeLLM().add("/responses", Reply(final, stream=events))
     for _ in client(fake).responses.create(model="gpt-4o-mini", input="Capital of France?", stream=True):
         pass
