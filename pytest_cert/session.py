@@ -136,9 +136,7 @@ def read_settings(config: pytest.Config) -> Settings:
     if ignore:
         values["replay_ignore"], sources["replay_ignore"] = ignore, "ini cert_replay_ignore"
     mode = values.get("record_mode")
-    if mode in ("once", "new_episodes") and sources["record_mode"].startswith("ini") and running_in_ci():
-        # CI replays only: a missing recording fails the build instead of calling a paid API
-        # with whatever key the runner has. An explicit --cert-record-mode still wins.
+    if mode is not None and sources["record_mode"].startswith("ini") and lowered_in_ci(mode):
         values["record_mode"] = "none"
         values["record_mode_note"] = f"CI is set: the ini's {mode!r} is lowered to 'none'"
     return Settings(**values, sources=sources)
@@ -177,6 +175,17 @@ STATE_KEY = pytest.StashKey[TestState]()
 def running_in_ci() -> bool:
     """``CI`` is set to something true (GitHub Actions, GitLab, CircleCI and others set it)."""
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+#: Record modes that may send requests to the network.
+RECORDING_MODES = ("once", "new_episodes", "all")
+
+
+def lowered_in_ci(mode: str) -> bool:
+    """Whether a mode from the ini or a marker becomes ``none``: CI replays only, so a missing
+    recording fails the build instead of calling a paid API with whatever key the runner has.
+    Only ``--cert-record-mode`` on the command line records in CI."""
+    return mode in RECORDING_MODES and running_in_ci()
 
 
 _UNSAFE = re.compile(r"[^\w.\-\[\]=,+]+")
@@ -474,7 +483,7 @@ class CertSession:
         mode, source = s.record_mode, s.sources.get("record_mode")
         if options.record_mode is not None and not (source or "").startswith("--"):
             mode, source = options.record_mode, "the cert marker"
-            if mode in ("once", "new_episodes", "all") and running_in_ci():
+            if lowered_in_ci(mode):
                 mode, source = "none", f"the cert marker's {options.record_mode!r}, lowered in CI"
         if mode is None or mode == "off":
             return

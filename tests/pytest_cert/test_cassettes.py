@@ -126,6 +126,18 @@ def test_ci_lowers_the_ini_mode_to_none_but_not_the_command_line(
     app.runpytest("-k", "test_answer").stdout.fnmatch_lines(["cert: *cassettes once in cassettes/*"])
 
 
+def test_ci_lowers_every_recording_mode_of_the_ini(
+    app: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    for mode in ("once", "new_episodes", "all"):
+        app.makeini(f"[pytest]\ncert_record_mode = {mode}\n")
+        result = app.runpytest("-k", "test_answer")
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines([f"cert: *cassettes none in cassettes/ (CI is set: the ini's '{mode}'*"])
+    assert cassettes(app.path) == []
+
+
 def test_marker_sets_one_tests_mode_and_cassette(app: pytest.Pytester, evidence: Evidence) -> None:
     app.makepyfile(
         test_marked="""
