@@ -134,19 +134,20 @@ def _ip_ok(candidate: str) -> bool:
 # hex group followed by colons. Only windows around these are scanned by the patterns above, so
 # ordinary prose (years, prices, short numbers) costs one pass of this pattern.
 # In order of strength: a later kind may not claim text an earlier one found (a card number is not
-# also a phone number). Each pattern with the check its candidates must pass, if any.
-_CHECKS: tuple[tuple[str, re.Pattern[str], Callable[[str], bool] | None], ...] = (
-    ("email", _EMAIL, None),
-    ("iban", _IBAN, _iban_ok),
-    ("card", _CARD, _card_ok),
-    ("national_id", _NIR, _nir_ok),
-    ("national_id", _DNI, _dni_ok),
-    ("national_id", _SSN, None),
-    ("national_id", _BSN, _bsn_ok),
-    ("phone", _PHONE_INTL, _phone_ok),
-    ("phone", _PHONE_NANP, None),
-    ("ip", _IPV4, _ip_ok),
-    ("ip", _IPV6, _ip_ok),
+# also a phone number). Each pattern with the check its candidates must pass (if any), and a
+# character it cannot match without (a window lacking it is skipped).
+_CHECKS: tuple[tuple[str, re.Pattern[str], Callable[[str], bool] | None, str], ...] = (
+    ("email", _EMAIL, None, "@"),
+    ("iban", _IBAN, _iban_ok, ""),
+    ("card", _CARD, _card_ok, ""),
+    ("national_id", _NIR, _nir_ok, ""),
+    ("national_id", _DNI, _dni_ok, ""),
+    ("national_id", _SSN, None, "-"),
+    ("national_id", _BSN, _bsn_ok, ""),
+    ("phone", _PHONE_INTL, _phone_ok, "+"),
+    ("phone", _PHONE_NANP, None, ""),
+    ("ip", _IPV4, _ip_ok, "."),
+    ("ip", _IPV6, _ip_ok, ":"),
 )
 
 # One pass each: Python's re runs a pattern that starts with a literal far faster than an
@@ -186,10 +187,12 @@ def find_pii(text: str, kinds: tuple[str, ...] = KINDS) -> list[PiiFinding]:
     found: list[PiiFinding] = []
     taken = bytearray(len(text))  # 1 where a finding already is: a weaker kind may not overlap it
     windows = _windows(text)
-    for kind, pattern, valid in _CHECKS:
+    for kind, pattern, valid, needs in _CHECKS:
         if kind not in kinds:
             continue
         for start, end in windows:
+            if needs and text.find(needs, start, end) < 0:
+                continue
             # pos/endpos keep the look-behinds seeing the real text before the window.
             for match in pattern.finditer(text, start, end):
                 if 1 in taken[match.start() : match.end()]:
