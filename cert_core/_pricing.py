@@ -311,15 +311,16 @@ class _RatesCache:
         if self._path is None:
             from importlib.metadata import PackageNotFoundError
 
-            base = os.environ.get("CERT_CACHE_DIR")
-            if base == "off":
+            from ._cache import cache_dir
+
+            folder = cache_dir()
+            if folder is None:
                 return None
             try:
                 genai = _book.genai_version()
             except PackageNotFoundError:
                 return None
-            root = Path(base) if base else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-            self._path = root / "pytest-cert" / f"prices-{genai}.json"
+            self._path = folder / f"prices-{genai}.json"
         return self._path
 
     def _load(self) -> dict[str, list[Any]]:
