@@ -237,9 +237,16 @@ def write_evidence(
     partial = out / f".traces.{os.getpid()}.jsonl.tmp"
     partial.unlink(missing_ok=True)
     writer = TraceWriter(partial, buffer_bytes=1 << 20, flush_interval=3600)
+    tally = None
+    if report:
+        from .report import ComponentTally
+
+        tally = ComponentTally()  # what the report lists as tested, counted while writing
     try:
         for record in records:
             writer.write(record)
+            if tally is not None:
+                tally.add(record)
     finally:
         writer.close()
     stats = writer.stats
@@ -287,9 +294,10 @@ def write_evidence(
     if report:
         # The Article 15 / Annex IV report, from the same results and this manifest's facts.
         try:
-            from .report import build_report, tested_components, write_report
+            from .report import build_report, write_report
 
-            models, functions = tested_components(out / "traces.jsonl")
+            assert tally is not None
+            models, functions = tally.result()
             evidence = {
                 "results": results,
                 "results_sha256": sha256_file(out / "results.json"),

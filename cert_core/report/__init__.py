@@ -10,14 +10,15 @@ system compliant and signs nothing.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from .._evidence import format_usd
-from ._data import REPORT_SCHEMA, build_report, load_evidence, tested_components
+from ._data import REPORT_SCHEMA, ComponentTally, build_report, load_evidence, tested_components
 from ._system import SYSTEM_TEMPLATE, SystemFileError, load_system
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "REPORT_FILES",
     "REPORT_SCHEMA",
     "SYSTEM_TEMPLATE",
+    "ComponentTally",
     "ReportError",
     "SystemFileError",
     "build_report",
@@ -92,12 +94,87 @@ def _environment(html: bool) -> Any:
     return env
 
 
+# The per-test table has one row per test, thousands in a large suite: its cells are formatted
+# here, once, rather than through a dozen template filters per row (which made the report the
+# largest part of what the plugin costs a big suite).
+
+
+def _f3(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _cells(t: Mapping[str, Any]) -> tuple[str, str, str, str, str]:
+    """Confidence, threshold, runs, cost and latency of one test row, as displayed."""
+    stat = t["statistical"]
+    runs = (
+        f"{stat['passed']}/{stat['n']} [{stat['lower']:.3f}, {stat['upper']:.3f}] vs {stat['min_pass_rate']}"
+        if stat
+        else "-"
+    )
+    cost = _usd(t["cost_usd"]) + (" (recorded)" if t["replayed_calls"] else "")
+    latency = "-" if t["latency_ms"] is None else f"{t['latency_ms']:.0f} ms"
+    return _f3(t["confidence"]), _f3(t["threshold"]), runs, cost, latency
+
+
+def _test_rows_md(tests: Sequence[Mapping[str, Any]]) -> str:
+    lines = []
+    for t in tests:
+        confidence, threshold, runs, cost, latency = _cells(t)
+        lines.append(
+            f"| `{t['nodeid']}` | {t['outcome']} | {t['verdict']} | {confidence} | {threshold} | {runs} "
+            f"| {t['calls']} | {cost} | {latency} |\n"
+        )
+    return "".join(lines)
+
+
+def _test_rows_html(tests: Sequence[Mapping[str, Any]]) -> Any:
+    from markupsafe import Markup, escape
+
+    rows = []
+    for t in tests:
+        confidence, threshold, runs, cost, latency = _cells(t)
+        nodeid, verdict = escape(t["nodeid"]), escape(t["verdict"])
+        fail = ' class="fail"' if t["verdict"] == "failed" else ""
+        rows.append(
+            f'<tr data-nodeid="{nodeid}"><td><code>{nodeid}</code></td>'
+            f'<td data-field="outcome">{escape(t["outcome"])}</td>'
+            f'<td data-field="verdict"{fail}>{verdict}</td>'
+            f'<td class="num" data-field="confidence">{confidence}</td>'
+            f'<td class="num" data-field="threshold">{threshold}</td>'
+            f'<td data-field="statistical">{escape(runs)}</td>'
+            f'<td class="num" data-field="calls">{t["calls"]}</td>'
+            f'<td class="num" data-field="cost">{escape(cost)}</td>'
+            f'<td class="num">{latency}</td></tr>\n'
+        )
+        if t["violations"]:
+            why = "; ".join(t["violations"])
+            if t["unsupported_terms"]:
+                why += f" (unsupported terms: {', '.join(t['unsupported_terms'])})"
+            rows.append(f'<tr><td colspan="9" class="fail">{escape(why)}</td></tr>\n')
+    return Markup("".join(rows))
+
+
 def render_markdown(data: Mapping[str, Any]) -> str:
-    return str(_environment(False).get_template("report.md.j2").render(**data))
+    rows = _test_rows_md(data["validation"]["tests"])
+    return str(_environment(False).get_template("report.md.j2").render(**data, test_rows=rows))
+
+
+COST_BARS = 30  # a bar per test up to this many tests; beyond, the costliest (the table lists all)
+
+
+def _cost_bars(tests: Sequence[Mapping[str, Any]]) -> str:
+    from ._svg import bars
+
+    title = "Cost per test (live or as recorded)"
+    total = len(tests)
+    if total > COST_BARS:
+        tests = sorted(tests, key=lambda t: -t["cost_usd"])[:COST_BARS]
+        title = f"Cost per test (live or as recorded): the {COST_BARS} costliest of {total:,} tests"
+    return bars([t["nodeid"] for t in tests], [t["cost_usd"] for t in tests], title=title)
 
 
 def _charts(data: Mapping[str, Any]) -> dict[str, str]:
-    from ._svg import bars, histogram, series
+    from ._svg import histogram, series
 
     validation = data["validation"]
     thresholds = [t["threshold"] for t in validation["tests"] if t["threshold"] is not None]
@@ -106,11 +183,7 @@ def _charts(data: Mapping[str, Any]) -> dict[str, str]:
         "scores": histogram(
             validation["confidences"], thresholds, title="Confidence of every measured answer"
         ),
-        "cost": bars(
-            [t["nodeid"] for t in tests],
-            [t["cost_usd"] for t in tests],
-            title="Cost per test (live or as recorded)",
-        ),
+        "cost": _cost_bars(tests),
         "volume": "",
         "daily_cost": "",
         "accuracy": "",
@@ -138,7 +211,9 @@ def _charts(data: Mapping[str, Any]) -> dict[str, str]:
 
 
 def render_html(data: Mapping[str, Any]) -> str:
-    return str(_environment(True).get_template("report.html.j2").render(**data, charts=_charts(data)))
+    rows = _test_rows_html(data["validation"]["tests"])
+    template = _environment(True).get_template("report.html.j2")
+    return str(template.render(**data, charts=_charts(data), test_rows=rows))
 
 
 class ReportError(RuntimeError):
@@ -174,7 +249,7 @@ def write_report(
         "pdf": ("report.pdf", render_pdf),
     }
     documents: list[tuple[str, str | bytes]] = [
-        ("report.json", json.dumps(data, indent=2, default=str) + "\n")
+        ("report.json", (msgspec.json.format(msgspec.json.encode(data, enc_hook=str), indent=2) + b"\n"))
     ]
     for fmt in formats:
         if fmt not in renders:

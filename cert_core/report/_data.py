@@ -15,9 +15,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from .._stats import wilson_interval
 
-__all__ = ["REPORT_SCHEMA", "build_report", "load_evidence"]
+__all__ = ["REPORT_SCHEMA", "ComponentTally", "build_report", "load_evidence", "tested_components"]
 
 REPORT_SCHEMA = "cert.report/1"
 
@@ -52,28 +54,50 @@ def load_evidence(folder: str | Path) -> dict[str, Any]:
     }
 
 
-def tested_components(traces: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """What the tests exercised, in one read of their trace file: the LLM components (provider,
+class ComponentTally:
+    """What the tests exercised, counted record by record (so the evidence writer can count
+    while it writes the trace file instead of reading it back): the LLM components (provider,
     requested model, the snapshot the API returned, sampling parameters, calls) and the names of
     the ``@trace`` functions that ran."""
-    if not traces.is_file():
-        return [], []
-    from .._store import read_traces
 
-    seen: Counter[tuple[str, str, str, str]] = Counter()
-    functions: set[str] = set()
-    for record in read_traces(traces, strict=False, on_error=lambda error: None):
-        if record.kind == "function" and record.function:
-            functions.add(record.function)
-        if record.kind != "llm":
-            continue
-        params = json.dumps(record.request or {}, sort_keys=True)
-        seen[(record.provider or "?", record.request_model or "?", record.response_model or "?", params)] += 1
-    models = [
-        {"provider": p, "request_model": m, "response_model": r, "parameters": json.loads(params), "calls": n}
-        for (p, m, r, params), n in sorted(seen.items())
-    ]
-    return models, sorted(functions)
+    def __init__(self) -> None:
+        self._seen: Counter[tuple[str, str, str, bytes]] = Counter()
+        self._functions: set[str] = set()
+
+    def add(self, record: Any) -> None:
+        kind = record.kind
+        if kind == "function":
+            if record.function:
+                self._functions.add(record.function)
+        elif kind == "llm":
+            params = msgspec.json.encode(record.request or {}, order="sorted", enc_hook=str)
+            self._seen[
+                (record.provider or "?", record.request_model or "?", record.response_model or "?", params)
+            ] += 1
+
+    def result(self) -> tuple[list[dict[str, Any]], list[str]]:
+        models = [
+            {
+                "provider": p,
+                "request_model": m,
+                "response_model": r,
+                "parameters": json.loads(params),
+                "calls": n,
+            }
+            for (p, m, r, params), n in sorted(self._seen.items())
+        ]
+        return models, sorted(self._functions)
+
+
+def tested_components(traces: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """:class:`ComponentTally` of a trace file, read once."""
+    tally = ComponentTally()
+    if traces.is_file():
+        from .._store import read_traces
+
+        for record in read_traces(traces, strict=False, on_error=lambda error: None):
+            tally.add(record)
+    return tally.result()
 
 
 def _test_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -24,6 +24,9 @@ from cert_core.report import (
     render_markdown,
     write_report,
 )
+from cert_core.report import (
+    tested_components as components_of,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = [
@@ -197,6 +200,53 @@ def test_tested_models_and_declaration(evidence_dir: Path, tmp_path: Path) -> No
     assert row["lower"] == pytest.approx(0.8241, abs=1e-4)  # Wilson 95% lower bound of 18/18
     assert row["check"].startswith("NOT SUPPORTED")  # 0.95 declared, 0.824 proven
     assert data["logging"]["retention_check"].startswith("BELOW the six-month minimum")
+
+
+def test_the_evidence_writer_counts_the_components_the_trace_file_holds(evidence_dir: Path) -> None:
+    """The report written with the evidence (components counted while the traces were written)
+    lists what a later read of traces.jsonl finds."""
+    written = json.loads((evidence_dir / "report.json").read_text())
+    models, _ = components_of(evidence_dir / "traces.jsonl")
+    assert written["components"] == models
+    assert models
+    assert [m["calls"] for m in models] == [m["calls"] for m in written["components"]]
+
+
+def test_per_test_rows_escape_their_text_and_large_suites_chart_the_costliest(evidence_dir: Path) -> None:
+    data = build_report(load_evidence(evidence_dir))
+    first = data["validation"]["tests"][0]
+    tests = [
+        {
+            **first,
+            "nodeid": f"t.py::test_{i}",
+            "cost_usd": i / 1000,
+            "violations": [],
+            "unsupported_terms": [],
+        }
+        for i in range(40)
+    ]
+    tests[0] = {
+        **tests[0],
+        "nodeid": "t.py::test_<b>&",
+        "verdict": "failed",
+        "violations": ["cost <$1> & more"],
+    }
+    data["validation"]["tests"] = tests
+    html = render_html(data)
+    assert 'data-nodeid="t.py::test_&lt;b&gt;&amp;"' in html
+    assert "<b>&" not in html
+    assert '<td colspan="9" class="fail">cost &lt;$1&gt; &amp; more</td>' in html
+    page = _page(html)
+    assert page.rows["t.py::test_<b>&"]["verdict"] == "failed"
+    assert len(page.rows) == 40  # the table lists every test
+    chart = html[html.index('aria-label="Cost per test') :]
+    chart = chart[: chart.index("</svg>")]
+    assert "the 30 costliest of 40 tests" in chart
+    assert chart.count("<rect") == 30
+    assert "test_39" in chart
+    assert "test_9<" not in chart
+    md = render_markdown(data)
+    assert "| `t.py::test_39` |" in md
 
 
 def test_monitoring_flags_untested_models_and_lineage_shows_changes(
