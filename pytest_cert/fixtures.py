@@ -12,6 +12,7 @@ from .totals import CallTotals
 if TYPE_CHECKING:
     from cert_core import TraceRecord
     from cert_core.measure import Measurement
+    from cert_core.perturb import RobustnessResult
 
     from .gate import StatisticalResult
     from .session import CertSession, TestState
@@ -99,6 +100,8 @@ class CertTrace:
         from .gate import CertPiiError
 
         found = find_pii(text, tuple(kinds) if kinds is not None else KINDS)
+        self._state.pii_checks[0] += 1
+        self._state.pii_checks[1] += len(found)
         if found:
             listed = ", ".join(f"{f.kind} {f.masked} at {f.start}" for f in found)
             raise CertPiiError(f"personal data in the text: {len(found)} finding(s): {listed}", found)
@@ -121,6 +124,45 @@ class CertTrace:
         """
         __tracebackhide__ = True
         return self._session.expect(self._state, answer, reference, threshold=threshold, preset=preset)
+
+    def perturb(
+        self,
+        app: Callable[..., Any],
+        question: str,
+        *,
+        context: Sequence[str] | None = None,
+        reference: str | Sequence[str] | None = None,
+        perturbations: Sequence[str] | None = None,
+        max_drop: float = 0.1,
+        seed: int = 0,
+        per_perturbation: int = 1,
+        threshold: float | None = None,
+        preset: str | None = None,
+    ) -> RobustnessResult:
+        """Robustness to input variation (Art. 15(4)): ask ``app`` the ``question``, then each
+        perturbed variant of it (:mod:`cert_core.perturb`: typos, casing, whitespace,
+        punctuation, Unicode look-alikes; with ``context``, a distractor passage and passages
+        reordered), measure every answer against ``reference`` (default: the ``context``) and
+        fail the test with :class:`~pytest_cert.CertRobustnessError` when a variant's confidence
+        falls more than ``max_drop`` below the original's, or the app fails on it. The message
+        names the perturbation, the variant and the drop.
+
+        ``app(question)`` answers, or ``app(question, passages)`` when ``context`` is given.
+        Variants are the same for the same ``seed``."""
+        __tracebackhide__ = True
+        return self._session.perturb(
+            self._state,
+            app,
+            question,
+            context=context,
+            reference=reference,
+            perturbations=perturbations,
+            max_drop=max_drop,
+            seed=seed,
+            per_perturbation=per_perturbation,
+            threshold=threshold,
+            preset=preset,
+        )
 
     def record(
         self,

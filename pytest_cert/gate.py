@@ -6,6 +6,7 @@ Pure functions and small types; no pytest hooks here (those live in :mod:`pytest
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,12 +19,15 @@ __all__ = [
     "CertGateError",
     "CertMarkerError",
     "CertPiiError",
+    "CertRobustnessError",
+    "CertSecurityError",
     "CertStatisticalError",
     "CertWarning",
     "MarkerOptions",
     "RunOutcome",
     "StatisticalResult",
     "Violation",
+    "consistency",
     "evaluate_runs",
     "marker_options",
     "unreachable",
@@ -79,6 +83,27 @@ class CertPiiError(CertFailure):
         self.findings = list(findings)
 
 
+class CertRobustnessError(CertFailure):
+    """``cert_trace.perturb()``: an answer to a perturbed input scored lower than the answer to
+    the original by more than the allowed drop (or the app failed on the variant)."""
+
+    kind = "robustness"
+
+    def __init__(self, message: str, checks: Sequence[Any]) -> None:
+        super().__init__(message)
+        self.checks = list(checks)
+
+
+class CertSecurityError(CertFailure):
+    """``cert_trace.probe_injections()``: an attack category succeeded more often than allowed."""
+
+    kind = "security"
+
+    def __init__(self, message: str, report: Any) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 class CertStatisticalError(CertFailure):
     """A repeated test's pass rate did not reach ``min_pass_rate`` at the stated confidence."""
 
@@ -102,8 +127,8 @@ class CertMarkerError(ValueError):
 
 @dataclass(frozen=True)
 class Violation:
-    """One broken rule: ``kind`` is accuracy, budget, latency, unknown_price, not_measured or
-    statistical."""
+    """One broken rule: ``kind`` is accuracy, budget, latency, unknown_price, not_measured,
+    statistical, pii, robustness, security or uncertainty."""
 
     kind: str
     message: str
@@ -337,3 +362,48 @@ def evaluate_runs(
         "passed" if lower >= min_pass_rate else "failed",
         tuple(outcomes),
     )
+
+
+def _normalised(answer: str) -> str:
+    return " ".join(re.sub(r"[^\w]+", " ", answer.casefold()).split())
+
+
+def consistency(measurements: Sequence[tuple[Any, Mapping[str, Any]]], runs: int) -> dict[str, Any] | None:
+    """How much repeated runs agree: the share of runs giving the most common answer (compared
+    after case folding and with punctuation and spacing ignored), how many different answers
+    there were, and the spread of the runs' scores (each run's lowest confidence). ``None``
+    when no run was measured. ``measurements``: ``(Measurement, meta)`` pairs whose meta has
+    the ``run`` index and the ``answer`` text."""
+    answers: dict[int, str] = {}
+    scores: dict[int, float] = {}
+    for m, meta in measurements:
+        run = meta.get("run")
+        if run is None:
+            continue
+        answers[run] = _normalised(meta.get("answer") or "")
+        if m.confidence is not None:
+            scores[run] = min(scores.get(run, 1.0), m.confidence)
+    if not answers:
+        return None
+    counts: dict[str, int] = {}
+    for text in answers.values():
+        counts[text] = counts.get(text, 0) + 1
+    modal = max(counts.values())
+    values = list(scores.values())
+    mean = sum(values) / len(values) if values else None
+    stdev = (
+        math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        if mean is not None and len(values) > 1
+        else None
+    )
+    return {
+        "runs": runs,
+        "answered": len(answers),
+        "distinct_answers": len(counts),
+        "agreement": round(modal / len(answers), 6),
+        "measured": len(values),
+        "score_mean": None if mean is None else round(mean, 6),
+        "score_stdev": None if stdev is None else round(stdev, 6),
+        "score_min": min(values) if values else None,
+        "score_max": max(values) if values else None,
+    }

@@ -35,6 +35,7 @@ from .gate import (
     RunOutcome,
     StatisticalResult,
     Violation,
+    consistency,
     evaluate_runs,
     marker_options,
     unreachable,
@@ -45,6 +46,7 @@ from .totals import CallTotals
 if TYPE_CHECKING:
     from cert_core import TraceRecord
     from cert_core.measure import Component, Measurement
+    from cert_core.perturb import RobustnessResult
 
 __all__ = ["CertSession", "Settings", "TestState", "read_settings"]
 
@@ -162,6 +164,11 @@ class TestState:
     unmeasured_in_runs: list[str] = field(default_factory=list)
     cassette: Any = None  # the cert_core.replay.Cassette in use while the test runs
     cassette_info: dict[str, Any] | None = None
+    perturbations: list[dict[str, Any]] = field(default_factory=list)  # cert_trace.perturb() results
+    consistency: dict[str, Any] | None = None  # of the repeated runs
+    faults: list[dict[str, Any]] = field(default_factory=list)  # cert_trace.inject_faults() logs
+    probes: list[dict[str, Any]] = field(default_factory=list)  # cert_trace.probe_injections() reports
+    pii_checks: list[int] = field(default_factory=lambda: [0, 0])  # texts checked, findings
 
     @property
     def relevant(self) -> bool:
@@ -203,6 +210,21 @@ def cassette_name(item: pytest.Item) -> str:
         digest = hashlib.sha256(name.encode()).hexdigest()[:8]
         safe = f"{safe[:100]}-{digest}"
     return safe + ".json"
+
+
+def _robustness(state: TestState) -> dict[str, Any] | None:
+    """What the test showed of Art. 15(4) robustness; ``None`` when it tested none of it."""
+    if not (state.perturbations or state.consistency or state.faults):
+        return None
+    return {"perturbations": state.perturbations, "consistency": state.consistency, "faults": state.faults}
+
+
+def _security(state: TestState) -> dict[str, Any] | None:
+    """What the test showed of Art. 15(5) cybersecurity; ``None`` when it tested none of it."""
+    checked, found = state.pii_checks
+    if not (state.probes or checked):
+        return None
+    return {"probes": state.probes, "pii": {"checked": checked, "findings": found} if checked else None}
 
 
 def _outcome(phases: dict[str, tuple[str, bool]]) -> str:
@@ -780,6 +802,61 @@ class CertSession:
             raise CertAccuracyError(accuracy_message(m, source, answer_text), m)
         return m
 
+    def perturb(
+        self,
+        state: TestState,
+        app: Callable[..., Any],
+        question: str,
+        *,
+        context: Sequence[str] | None,
+        reference: Any,
+        perturbations: Sequence[str] | None,
+        max_drop: float,
+        seed: int,
+        per_perturbation: int,
+        threshold: float | None,
+        preset: str | None,
+    ) -> RobustnessResult:
+        __tracebackhide__ = True
+        from cert_core.measure import default_measurer
+        from cert_core.perturb import run_perturbations
+
+        from .gate import CertRobustnessError
+
+        if reference is None and context is None:
+            raise ValueError(
+                "cert_trace.perturb() needs reference= (a gold answer) or context= (the passages "
+                "the app answers from), to measure each answer against"
+            )
+        reference_text = _reference_text(reference if reference is not None else context)
+        name, limit, _ = self._preset_and_threshold(state, threshold, preset)
+        measurer, components = default_measurer(), self.components()
+
+        def measure(answer: str) -> float | None:
+            m = measurer.measure(answer, reference_text, threshold=limit, preset=name, components=components)
+            return m.confidence
+
+        result = run_perturbations(
+            app,
+            question,
+            measure=measure,
+            context=context,
+            perturbations=perturbations,
+            max_drop=max_drop,
+            seed=seed,
+            per_perturbation=per_perturbation,
+        )
+        state.perturbations.append(result.to_dict())
+        unmeasured = [c for c in result.checks if c.verdict == "not measured"]
+        if unmeasured:
+            text = f"robustness: {len(unmeasured)} of {len(result.checks)} variant(s) not measured"
+            if self.settings.strict:
+                raise CertRobustnessError(text + " (--cert-strict)", unmeasured)
+            self._warn(state, "robustness:not_measured", text + "; their drop is unknown")
+        if not result.passed:
+            raise CertRobustnessError(result.describe(), result.failed)
+        return result
+
     def _attach(self, state: TestState, answer: str, reference: str, m: Measurement) -> None:
         """Put the measurement on the LLM record that produced the answer (else the latest)."""
         llm = [i for i, r in enumerate(state.records) if r.kind == "llm"]
@@ -839,6 +916,7 @@ class CertSession:
     ) -> StatisticalResult:
         __tracebackhide__ = True
         outcomes: list[RunOutcome] = []
+        start = len(state.measurements)
         for run in range(n):
             state.run_index = run
             first = len(state.measurements)
@@ -865,6 +943,7 @@ class CertSession:
                 outcomes.append(RunOutcome(run, "passed"))
         result = evaluate_runs(outcomes, min_pass_rate, confidence)
         state.statistical = result
+        state.consistency = consistency(state.measurements[start:], n)
         if result.verdict == "failed":
             failed = [o for o in outcomes if o.outcome == "failed"]
             details = "".join(f"\n  run {o.run}: {o.message}" for o in failed[:5])
@@ -941,6 +1020,8 @@ class CertSession:
             "spans": [r.span_id for r in state.records],
             "statistical": state.statistical.to_dict() if state.statistical is not None else None,
             "violations": [v.to_dict() for v in state.violations],
+            "robustness": _robustness(state),
+            "security": _security(state),
             "extra": {},
         }
 
