@@ -1,0 +1,116 @@
+"""Robustness in the plugin: ``cert_trace.perturb()`` and the consistency of repeated runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.pytest_cert.conftest import Evidence
+
+APPS = """
+PASSAGES = [
+    "The Helios 10 home battery stores 10.2 kWh of energy.",
+    "Its warranty lasts 10 years from the installation date.",
+    "Installation takes one day and needs a certified electrician.",
+]
+GOLD = "The Helios 10 warranty lasts 10 years from the installation date."
+QUESTION = "How long is the Helios 10 warranty?"
+
+def robust(question, passages):
+    # Finds the warranty passage whatever the wording or order of its inputs.
+    found = [p for p in passages if "warranty" in p]
+    return "The Helios 10 warranty lasts 10 years from the installation date." if found else "Unknown."
+
+def brittle(question, passages):
+    # A cache keyed on the exact question: any variation misses and the app guesses.
+    if question == QUESTION:
+        return GOLD
+    return "The Helios 10 battery stores 10.2 kWh and installation takes one day."
+"""
+
+
+def test_perturb_passes_a_robust_app_and_fails_a_brittle_one(
+    project: pytest.Pytester, evidence: Evidence
+) -> None:
+    project.makepyfile(
+        apps=APPS,
+        test_apps="""
+        from apps import PASSAGES, GOLD, QUESTION, robust, brittle
+
+        def test_robust(cert_trace):
+            result = cert_trace.perturb(robust, QUESTION, context=PASSAGES, reference=GOLD, max_drop=0.05)
+            assert result.passed
+
+        def test_brittle(cert_trace):
+            cert_trace.perturb(brittle, QUESTION, context=PASSAGES, reference=GOLD, max_drop=0.05,
+                               perturbations=["typos", "casing"])
+        """,
+    )
+    result = project.runpytest()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*CertRobustnessError: robustness: 2 of 2 variant(s) dropped the score by more than 0.050 *",
+            "*typos (seed 0; 1 typo(s): '*' -> '*'): confidence * -> * (drop 0.* > 0.050)",
+            "*variant: 'How lnog is the Helios 10 warranty?'",
+        ]
+    )
+    robust = evidence.test("test_robust")["robustness"]
+    (run,) = robust["perturbations"]
+    assert run["verdict"] == "passed"
+    assert [c["perturbation"] for c in run["checks"]] == [
+        "typos",
+        "casing",
+        "whitespace",
+        "punctuation",
+        "homoglyphs",
+        "distractor",
+        "reorder",
+    ]
+    assert all(c["drop"] <= 0.05 for c in run["checks"])
+    brittle = evidence.test("test_brittle")
+    assert brittle["violations"][0]["kind"] == "robustness"
+    checks = brittle["robustness"]["perturbations"][0]["checks"]
+    assert all(c["verdict"] == "failed" for c in checks)
+    assert all(c["drop"] > 0.05 for c in checks)
+    assert brittle["security"] is None
+
+
+def test_repeated_runs_report_answer_agreement_and_score_spread(
+    project: pytest.Pytester, evidence: Evidence
+) -> None:
+    project.makepyfile(
+        """
+        import itertools
+        CONTEXT = "The Eiffel Tower is in Paris. It was completed in 1889 and is 330 metres tall."
+        answers = itertools.cycle([
+            "The Eiffel Tower was completed in 1889.",
+            "the eiffel tower was completed in 1889",
+            "The Eiffel Tower was completed in 1925 by Gustave Flaubert.",
+        ])
+
+        def test_runs(cert_trace):
+            cert_trace.repeat(lambda: cert_trace.expect(next(answers), CONTEXT), 6, min_pass_rate=0.2)
+        """
+    )
+    project.runpytest().assert_outcomes(passed=1)
+    c = evidence.test("test_runs")["robustness"]["consistency"]
+    assert (c["runs"], c["answered"], c["measured"]) == (6, 6, 6)
+    assert c["distinct_answers"] == 2  # case and punctuation do not count as a difference
+    assert c["agreement"] == pytest.approx(4 / 6)
+    assert c["score_min"] < c["score_max"]
+    assert c["score_stdev"] > 0
+    assert c["score_min"] <= c["score_mean"] <= c["score_max"]
+
+
+def test_pii_checks_are_counted_under_security(project: pytest.Pytester, evidence: Evidence) -> None:
+    project.makepyfile(
+        """
+        def test_clean(cert_trace):
+            cert_trace.expect_no_pii("The Helios 10 stores 10.2 kWh.")
+            cert_trace.expect_no_pii("Call us any time.")
+        """
+    )
+    project.runpytest().assert_outcomes(passed=1)
+    test = evidence.test("test_clean")
+    assert test["security"] == {"probes": [], "pii": {"checked": 2, "findings": 0}}
+    assert test["robustness"] is None
