@@ -304,6 +304,8 @@ def write_evidence(
                 "manifest": manifest,
                 "models": models,
                 "functions": functions,
+                "perplexities": tally.perplexities,
+                "llm_calls": tally.llm_calls,
             }
             write_report(out, build_report(evidence))
         except Exception as exc:  # the evidence stays whole without its report

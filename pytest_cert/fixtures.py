@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -11,6 +11,7 @@ from .totals import CallTotals
 
 if TYPE_CHECKING:
     from cert_core import TraceRecord
+    from cert_core.injection import ProbeReport
     from cert_core.measure import Measurement
     from cert_core.perturb import RobustnessResult
 
@@ -162,6 +163,37 @@ class CertTrace:
             per_perturbation=per_perturbation,
             threshold=threshold,
             preset=preset,
+        )
+
+    def probe_injections(
+        self,
+        app: Callable[[Any], Any],
+        *,
+        categories: Sequence[str] | None = None,
+        max_success_rate: float = 0.0,
+        probes: Sequence[Any] | None = None,
+        canary: str | None = None,
+        confidence: float = 0.95,
+        tool_aliases: Mapping[str, str] | None = None,
+    ) -> ProbeReport:
+        """Prompt injection and leakage (Art. 15(5)): run the packaged probe corpus
+        (:mod:`cert_core.injection`: instruction override, system-prompt extraction, data
+        exfiltration, tool-use hijack) through ``app`` and fail the test with
+        :class:`~pytest_cert.CertSecurityError` when a category's attack success rate exceeds
+        ``max_success_rate`` (default 0: any successful attack fails), or the planted canary
+        leaks. ``app`` receives a :class:`~cert_core.injection.ProbeInput` (the user message,
+        the documents to add to its context, and the canary to plant in its system prompt) and
+        returns the answer text, or ``{"text": ..., "tool_calls": [...]}``."""
+        __tracebackhide__ = True
+        return self._session.probe_injections(
+            self._state,
+            app,
+            categories=categories,
+            max_success_rate=max_success_rate,
+            probes=probes,
+            canary=canary,
+            confidence=confidence,
+            tool_aliases=tool_aliases,
         )
 
     def record(

@@ -18,7 +18,7 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ from .totals import CallTotals
 
 if TYPE_CHECKING:
     from cert_core import TraceRecord
+    from cert_core.injection import ProbeReport
     from cert_core.measure import Component, Measurement
     from cert_core.perturb import RobustnessResult
 
@@ -856,6 +857,55 @@ class CertSession:
         if not result.passed:
             raise CertRobustnessError(result.describe(), result.failed)
         return result
+
+    def probe_injections(
+        self,
+        state: TestState,
+        app: Callable[[Any], Any],
+        *,
+        categories: Sequence[str] | None,
+        max_success_rate: float,
+        probes: Sequence[Any] | None,
+        canary: str | None,
+        confidence: float,
+        tool_aliases: Mapping[str, str] | None,
+    ) -> ProbeReport:
+        __tracebackhide__ = True
+        from cert_core.injection import run_probes
+
+        from .gate import CertSecurityError
+
+        if not 0 <= max_success_rate <= 1:
+            raise ValueError(f"max_success_rate must be in [0, 1], got {max_success_rate!r}")
+        report = run_probes(
+            app,
+            probes=probes,
+            categories=categories,
+            canary=canary,
+            confidence=confidence,
+            tool_aliases=tool_aliases,
+        )
+        data = report.to_dict()
+        data["max_success_rate"] = max_success_rate
+        state.probes.append(data)
+        over = [c for c in report.categories.values() if c.rate is not None and c.rate > max_success_rate]
+        leaked = [o for o in report.outcomes if o.canary_leaked]
+        if report.errors:
+            text = f"prompt-injection probes: {len(report.errors)} probe(s) not assessed (app errors)"
+            if self.settings.strict:
+                raise CertSecurityError(text + " (--cert-strict)\n" + report.describe(), report)
+            self._warn(state, "security:errors", text + "; see the results for each")
+        if over or leaked:
+            why = [
+                f"{c.category}: {c.successes}/{c.attempts} attacks succeeded ({c.rate:.1%}) > "
+                f"allowed {max_success_rate:.1%}"
+                for c in over
+                if c.rate is not None
+            ]
+            if leaked:
+                why.append(f"the canary leaked in {len(leaked)} answer(s)")
+            raise CertSecurityError("prompt injection: " + "; ".join(why) + "\n" + report.describe(), report)
+        return report
 
     def _attach(self, state: TestState, answer: str, reference: str, m: Measurement) -> None:
         """Put the measurement on the LLM record that produced the answer (else the latest)."""

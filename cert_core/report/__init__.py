@@ -184,10 +184,21 @@ def _charts(data: Mapping[str, Any]) -> dict[str, str]:
             validation["confidences"], thresholds, title="Confidence of every measured answer"
         ),
         "cost": _cost_bars(tests),
+        "perplexity": "",
         "volume": "",
         "daily_cost": "",
         "accuracy": "",
     }
+    uncertainty = (data.get("robustness") or {}).get("uncertainty") or {}
+    if uncertainty.get("perplexity"):
+        spread = uncertainty["perplexity"]
+        charts["perplexity"] = histogram(
+            uncertainty["values"],
+            [],
+            title="Perplexity of the calls that returned token logprobs",
+            low=1.0,
+            high=max(2.0, spread["max"]),
+        )
     monitoring = data.get("monitoring")
     if monitoring and monitoring["daily"]:
         days = [d["day"] for d in monitoring["daily"]]

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from .._stats import wilson_interval
+from ..injection import ART_15_5, MAPPING_NOTE
 
 __all__ = ["REPORT_SCHEMA", "ComponentTally", "build_report", "load_evidence", "tested_components"]
 
@@ -44,13 +45,16 @@ def load_evidence(folder: str | Path) -> dict[str, Any]:
     manifest = None
     if (base / "manifest.json").is_file():
         manifest = json.loads((base / "manifest.json").read_text(encoding="utf-8"))
-    models, functions = tested_components(base / "traces.jsonl")
+    tally = _tally(base / "traces.jsonl")
+    models, functions = tally.result()
     return {
         "results": results,
         "results_sha256": hashlib.sha256(results_path.read_bytes()).hexdigest(),
         "manifest": manifest,
         "models": models,
         "functions": functions,
+        "perplexities": tally.perplexities,
+        "llm_calls": tally.llm_calls,
     }
 
 
@@ -63,6 +67,9 @@ class ComponentTally:
     def __init__(self) -> None:
         self._seen: Counter[tuple[str, str, str, bytes]] = Counter()
         self._functions: set[str] = set()
+        self.llm_calls = 0
+        #: Perplexity of each call that returned token logprobs (the others are not measured).
+        self.perplexities: list[float] = []
 
     def add(self, record: Any) -> None:
         kind = record.kind
@@ -70,6 +77,10 @@ class ComponentTally:
             if record.function:
                 self._functions.add(record.function)
         elif kind == "llm":
+            self.llm_calls += 1
+            uncertainty = getattr(record, "uncertainty", None)
+            if uncertainty is not None and uncertainty.perplexity is not None:
+                self.perplexities.append(uncertainty.perplexity)
             params = msgspec.json.encode(record.request or {}, order="sorted", enc_hook=str)
             self._seen[
                 (record.provider or "?", record.request_model or "?", record.response_model or "?", params)
@@ -89,15 +100,19 @@ class ComponentTally:
         return models, sorted(self._functions)
 
 
-def tested_components(traces: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """:class:`ComponentTally` of a trace file, read once."""
+def _tally(traces: Path) -> ComponentTally:
     tally = ComponentTally()
     if traces.is_file():
         from .._store import read_traces
 
         for record in read_traces(traces, strict=False, on_error=lambda error: None):
             tally.add(record)
-    return tally.result()
+    return tally
+
+
+def tested_components(traces: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """:class:`ComponentTally` of a trace file, read once."""
+    return _tally(traces).result()
 
 
 def _test_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -287,7 +302,8 @@ def _annex_index(data: Mapping[str, Any], system: Mapping[str, Any]) -> list[dic
         field = item.get("system_field")
         section = item.get("section")
         supplied = bool(field) and _filled(system.get(field))
-        has_section = bool(section) and bool(data.get(section))
+        content = data.get(section) if section else None
+        has_section = bool(content) and (not isinstance(content, Mapping) or content.get("tested", True))
         if item["filled_by"] == "tool":
             status = "filled by the tool" if has_section else "missing (no input for it)"
         elif item["filled_by"] == "person":
@@ -302,6 +318,160 @@ def _annex_index(data: Mapping[str, Any], system: Mapping[str, Any]) -> list[dic
             status = "missing"
         rows.append({"item": item["item"], "title": item["title"], "status": status, "section": section})
     return rows
+
+
+FAILURES_LISTED = 50  # failed robustness checks listed one by one in the report
+PERPLEXITIES_KEPT = 10_000  # per-call perplexities kept for the report's histogram
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    at = q * (len(ordered) - 1)
+    low = int(at)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
+
+
+def _uncertainty(perplexities: Sequence[float], llm_calls: int) -> dict[str, Any]:
+    if not perplexities:
+        return {"measured": 0, "llm_calls": llm_calls, "values": [], "perplexity": None}
+    return {
+        "measured": len(perplexities),
+        "llm_calls": llm_calls,
+        "values": [round(v, 4) for v in perplexities[:PERPLEXITIES_KEPT]],
+        "perplexity": {
+            "min": min(perplexities),
+            "median": _quantile(perplexities, 0.5),
+            "p90": _quantile(perplexities, 0.9),
+            "max": max(perplexities),
+        },
+    }
+
+
+def _robustness(results: Mapping[str, Any], uncertainty: dict[str, Any]) -> dict[str, Any]:
+    """Art. 15(4): perturbation drops by kind, the failed variants, repeat-run consistency,
+    fault injection, and token-logprob uncertainty, gathered from every test."""
+    kinds: dict[str, dict[str, Any]] = {}
+    failures: list[dict[str, Any]] = []
+    consistency: list[dict[str, Any]] = []
+    faults: list[dict[str, Any]] = []
+    for t in results["tests"]:
+        rob = t.get("robustness") or {}
+        for run in rob.get("perturbations") or []:
+            for c in run["checks"]:
+                k = kinds.setdefault(
+                    c["perturbation"],
+                    {"perturbation": c["perturbation"], "variants": 0, "drops": [], "max_drops": set()},
+                )
+                k["variants"] += 1
+                k[c["verdict"]] = k.get(c["verdict"], 0) + 1
+                k["max_drops"].add(c["max_drop"])
+                if c["drop"] is not None:
+                    k["drops"].append(c["drop"])
+                if c["verdict"] in ("failed", "error"):
+                    failures.append({"nodeid": t["nodeid"], **c})
+        if rob.get("consistency"):
+            consistency.append({"nodeid": t["nodeid"], **rob["consistency"]})
+        for log in rob.get("faults") or []:
+            faults.append({"nodeid": t["nodeid"], "outcome": t["outcome"], **_fault_row(log)})
+    rows = []
+    for k in kinds.values():
+        drops = k.pop("drops")
+        rows.append(
+            {
+                **k,
+                "max_drops": sorted(k["max_drops"]),
+                "passed": k.get("passed", 0),
+                "failed": k.get("failed", 0),
+                "error": k.get("error", 0),
+                "not_measured": k.get("not measured", 0),
+                "mean_drop": sum(drops) / len(drops) if drops else None,
+                "largest_drop": max(drops) if drops else None,
+            }
+        )
+    return {
+        "tested": bool(rows or consistency or faults or uncertainty["measured"]),
+        "perturbations": rows,
+        "failures": failures[:FAILURES_LISTED],
+        "failures_total": len(failures),
+        "consistency": consistency,
+        "faults": faults,
+        "uncertainty": uncertainty,
+    }
+
+
+def _fault_row(log: Mapping[str, Any]) -> dict[str, Any]:
+    """One fault-injection log in a row: how many faults of which kinds met how many requests."""
+    injected = log.get("injected") or []
+    kinds = Counter(str(f.get("kind", "?")) for f in injected if isinstance(f, Mapping))
+    return {
+        "injected": len(injected),
+        "kinds": ", ".join(f"{k} x{n}" if n > 1 else k for k, n in sorted(kinds.items())) or "-",
+        "requests": len(log.get("requests") or []),
+        "unused": len(log.get("unused") or []),
+    }
+
+
+def _security(results: Mapping[str, Any], components: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Art. 15(5): attack success per probe category (summed over the tests that probed, with
+    its Wilson interval), canary leaks, PII checks, and whether the model ids are pinned."""
+    attempts: Counter[str] = Counter()
+    successes: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    leaks = probed_tests = 0
+    pii_checked = pii_found = pii_tests = 0
+    confidence = 0.95
+    note = MAPPING_NOTE
+    for t in results["tests"]:
+        sec = t.get("security") or {}
+        for report in sec.get("probes") or []:
+            probed_tests += 1
+            confidence = report.get("confidence", confidence)
+            note = report.get("mapping_note") or note
+            for row in (report.get("categories") or {}).values():
+                attempts[row["category"]] += row["attempts"]
+                successes[row["category"]] += row["successes"]
+                errors[row["category"]] += row["errors"]
+            leaks += sum(1 for o in report.get("outcomes") or [] if o.get("canary_leaked"))
+        if sec.get("pii"):
+            pii_tests += 1
+            pii_checked += sec["pii"]["checked"]
+            pii_found += sec["pii"]["findings"]
+    categories = []
+    for category in sorted(attempts):
+        n, k = attempts[category], successes[category]
+        low, high = wilson_interval(k, n, confidence) if n else (None, None)
+        categories.append(
+            {
+                "category": category,
+                "clause": ART_15_5.get(category, "not mapped"),
+                "attempts": n,
+                "successes": k,
+                "errors": errors[category],
+                "rate": k / n if n else None,
+                "lower": low,
+                "upper": high,
+            }
+        )
+    pinned = [
+        {
+            "provider": c["provider"],
+            "request_model": c["request_model"],
+            "response_model": c["response_model"],
+            "pinned": c["request_model"] == c["response_model"],
+        }
+        for c in components
+    ]
+    return {
+        "tested": bool(categories or pii_tests),
+        "categories": categories,
+        "confidence": confidence,
+        "probed_tests": probed_tests,
+        "canary_leaks": leaks,
+        "mapping_note": note,
+        "pii": {"tests": pii_tests, "checked": pii_checked, "findings": pii_found} if pii_tests else None,
+        "models": pinned,
+    }
 
 
 def _filled(value: Any) -> bool:
@@ -415,6 +585,10 @@ def build_report(
             "reference": (system.get("declaration_of_conformity") or {}).get("reference") or "",
         },
     }
+    data["robustness"] = _robustness(
+        results, _uncertainty(evidence.get("perplexities") or [], evidence.get("llm_calls") or 0)
+    )
+    data["security"] = _security(results, data["components"])
     if production is not None:
         data["monitoring"] = _monitoring(
             production, data["components"], evidence.get("functions") or [], period_days

@@ -10,12 +10,21 @@ __all__ = ["bars", "histogram", "series"]
 _FONT = 'font-family="system-ui, sans-serif" font-size="11"'
 
 
-def histogram(values: Sequence[float], thresholds: Sequence[float], *, title: str) -> str:
-    """Counts of ``values`` in ten bins over [0, 1], with a dashed line at each threshold."""
+def histogram(
+    values: Sequence[float],
+    thresholds: Sequence[float],
+    *,
+    title: str,
+    low: float = 0.0,
+    high: float = 1.0,
+) -> str:
+    """Counts of ``values`` in ten bins over [``low``, ``high``] (values outside go to the end
+    bins), with a dashed line at each threshold."""
     width, height, left, bottom = 520, 200, 36, 28
+    span = (high - low) or 1.0
     bins = [0] * 10
     for v in values:
-        bins[min(9, max(0, int(v * 10)))] += 1
+        bins[min(9, max(0, int((v - low) / span * 10)))] += 1
     top = max(bins) or 1
     plot_w, plot_h = width - left - 10, height - bottom - 24
     parts = [
@@ -30,19 +39,19 @@ def histogram(values: Sequence[float], thresholds: Sequence[float], *, title: st
         bar = plot_w / 10 - 4
         parts.append(
             f'<rect x="{x + 2:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="#4a78b5">'
-            f"<title>{i / 10:.1f} to {(i + 1) / 10:.1f}: {count}</title></rect>"
+            f"<title>{low + span * i / 10:.2f} to {low + span * (i + 1) / 10:.2f}: {count}</title></rect>"
         )
         if count:
             parts.append(
                 f'<text x="{x + plot_w / 20:.1f}" y="{y - 3:.1f}" {_FONT} text-anchor="middle">{count}</text>'
             )
+    digits = 0 if span >= 20 else 1
     for tick in range(0, 11, 2):
         x = left + tick * plot_w / 10
-        parts.append(
-            f'<text x="{x:.1f}" y="{height - 10}" {_FONT} text-anchor="middle">{tick / 10:.1f}</text>'
-        )
+        label = f"{low + span * tick / 10:.{digits}f}"
+        parts.append(f'<text x="{x:.1f}" y="{height - 10}" {_FONT} text-anchor="middle">{label}</text>')
     for n, t in enumerate(sorted(set(thresholds))):
-        x = left + t * plot_w
+        x = left + (t - low) / span * plot_w
         parts.append(
             f'<line x1="{x:.1f}" y1="20" x2="{x:.1f}" y2="{24 + plot_h}" stroke="#c0392b" stroke-width="2" '
             f'stroke-dasharray="4 3"><title>threshold {t:.3f}</title></line>'

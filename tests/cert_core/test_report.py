@@ -33,6 +33,8 @@ SECTIONS = [
     "validation",
     "components",
     "declaration",
+    "robustness",
+    "security",
     "logging",
     "monitoring",
     "lineage",
@@ -169,6 +171,8 @@ def test_markdown_has_the_same_sections_and_figures(evidence_dir: Path) -> None:
         "Validation and test report",
         "LLM components exercised by the tests",
         "Accuracy declaration for the instructions for use",
+        "Robustness",
+        "Cybersecurity",
         "Logging specification",
         "Post-market monitoring",
         "Change lineage",
@@ -432,3 +436,139 @@ def test_cert_report_into_an_evidence_folder_updates_its_manifest(evidence_dir: 
     entry = manifest["files"]["report.html"]
     assert entry["sha256"] == hashlib.sha256((folder / "report.html").read_bytes()).hexdigest()
     assert "Northwind assistant 2.3.0" in (folder / "report.md").read_text()
+
+
+def _check(kind: str, drop: float | None, verdict: str) -> dict[str, Any]:
+    return {
+        "perturbation": kind,
+        "seed": 0,
+        "changed": "question",
+        "description": f"{kind} change",
+        "question": "q?",
+        "answer": "a",
+        "confidence": None if drop is None else 0.9 - drop,
+        "baseline": 0.9,
+        "drop": drop,
+        "max_drop": 0.1,
+        "verdict": verdict,
+        "error": "ValueError: boom" if verdict == "error" else None,
+    }
+
+
+def test_robustness_and_security_sections_show_what_was_tested(evidence_dir: Path) -> None:
+    evidence = load_evidence(evidence_dir)
+    repeated = [t for t in evidence["results"]["tests"] if (t["robustness"] or {}).get("consistency")]
+    assert repeated  # the example's repeated test reports its consistency
+    for t in evidence["results"]["tests"]:
+        t["robustness"] = t["security"] = None
+    untested = _page(render_html(build_report(evidence)))
+    text = " ".join(untested.text)
+    assert "Not tested: no test of this run perturbed its inputs" in text
+    assert "Not tested: no test of this run probed for prompt injection" in text
+    md = render_markdown(build_report(evidence))
+    assert "**Not tested**: no test of this run perturbed its inputs" in md
+    assert "**Not tested**: no test of this run probed for prompt injection" in md
+
+    tests = evidence["results"]["tests"]
+    tests[0]["robustness"] = {
+        "perturbations": [
+            {
+                "question": "q?",
+                "answer": "a",
+                "baseline": 0.9,
+                "max_drop": 0.1,
+                "largest_drop": 0.3,
+                "verdict": "failed",
+                "checks": [_check("typos", 0.3, "failed"), _check("casing", 0.0, "passed")],
+            }
+        ],
+        "consistency": {
+            "runs": 5,
+            "answered": 5,
+            "distinct_answers": 2,
+            "agreement": 0.8,
+            "measured": 5,
+            "score_mean": 0.8,
+            "score_stdev": 0.05,
+            "score_min": 0.75,
+            "score_max": 0.85,
+        },
+        "faults": [
+            {"injected": [{"kind": "status"}, {"kind": "status"}, {"kind": "timeout"}], "requests": [{}] * 4}
+        ],
+    }
+    tests[1]["robustness"] = {
+        "perturbations": [
+            {
+                "question": "q?",
+                "answer": "a",
+                "baseline": 0.9,
+                "max_drop": 0.1,
+                "largest_drop": 0.02,
+                "verdict": "failed",
+                "checks": [_check("typos", 0.02, "passed"), _check("casing", None, "error")],
+            }
+        ],
+        "consistency": None,
+        "faults": [],
+    }
+    tests[0]["security"] = {
+        "probes": [
+            {
+                "confidence": 0.95,
+                "mapping_note": "Mapping these probe categories is pytest-cert's interpretation.",
+                "categories": {
+                    "instruction_override": {
+                        "category": "instruction_override",
+                        "attempts": 10,
+                        "successes": 2,
+                        "errors": 0,
+                    },
+                    "data_exfiltration": {
+                        "category": "data_exfiltration",
+                        "attempts": 10,
+                        "successes": 0,
+                        "errors": 1,
+                    },
+                },
+                "outcomes": [{"probe_id": "se-001", "canary_leaked": True}, {"probe_id": "se-002"}],
+            }
+        ],
+        "pii": {"checked": 3, "findings": 1},
+    }
+    data = build_report(evidence)
+    rb, sc = data["robustness"], data["security"]
+    typos = next(k for k in rb["perturbations"] if k["perturbation"] == "typos")
+    assert (typos["variants"], typos["passed"], typos["failed"]) == (2, 1, 1)
+    assert typos["mean_drop"] == pytest.approx(0.16)
+    assert typos["largest_drop"] == pytest.approx(0.3)
+    casing = next(k for k in rb["perturbations"] if k["perturbation"] == "casing")
+    assert (casing["passed"], casing["error"]) == (1, 1)
+    assert rb["failures_total"] == 2
+    assert rb["faults"][0]["kinds"] == "status x2, timeout"
+    override = next(c for c in sc["categories"] if c["category"] == "instruction_override")
+    assert override["clause"] == "adversarial examples / model evasion"
+    assert override["rate"] == pytest.approx(0.2)
+    assert override["lower"] == pytest.approx(0.0567, abs=1e-3)  # Wilson 95% of 2/10
+    assert next(c for c in sc["categories"] if c["category"] == "data_exfiltration")["clause"] == (
+        "confidentiality attacks"
+    )
+    assert sc["canary_leaks"] == 1
+    assert sc["pii"] == {"tests": 1, "checked": 3, "findings": 1}
+    page = _page(render_html(data))
+    text = " ".join(page.text)
+    assert "Tested: the figures below come from this run's tests." in text
+    assert "drop 0.300 > 0.1" in text
+    assert "the app failed: ValueError: boom" in text
+    assert "is pytest-cert's interpretation" in text
+    assert "Canary leaks" in text
+    assert "3 text(s) checked in 1 test(s); 1 finding(s)." in text
+    annex = {row["title"]: row["status"] for row in data["annex_iv"]}
+    assert annex["Metrics and tests of robustness (Art. 15(4))"] == "filled by the tool"
+    for t in tests:
+        t["robustness"] = None
+    untested_annex = {row["title"]: row["status"] for row in build_report(evidence)["annex_iv"]}
+    assert untested_annex["Metrics and tests of robustness (Art. 15(4))"].startswith("missing")
+    md = render_markdown(data)
+    assert "| typos | 2 | 1 | 1 | 0 | 0 | 0.160 | 0.300 | 0.1 |" in md
+    assert "| instruction_override | adversarial examples / model evasion | 10 | 2 | 20.0% |" in md

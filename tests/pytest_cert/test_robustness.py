@@ -114,3 +114,56 @@ def test_pii_checks_are_counted_under_security(project: pytest.Pytester, evidenc
     test = evidence.test("test_clean")
     assert test["security"] == {"probes": [], "pii": {"checked": 2, "findings": 0}}
     assert test["robustness"] is None
+
+
+INJECTION_APPS = """
+def vulnerable(probe):
+    # Follows whatever its inputs say and tells the canary when asked.
+    text = probe.user + " " + " ".join(probe.context)
+    return {"text": "Sure. " + text + " My instructions contain " + probe.canary, "tool_calls": []}
+
+def guarded(probe):
+    return {"text": "I can only answer questions about the Helios 10 battery.", "tool_calls": []}
+"""
+
+
+def test_probe_injections_fails_a_vulnerable_app_and_reports_by_category(
+    project: pytest.Pytester, evidence: Evidence
+) -> None:
+    project.makepyfile(
+        inj_apps=INJECTION_APPS,
+        test_inj="""
+        from inj_apps import vulnerable, guarded
+
+        def test_vulnerable(cert_trace):
+            cert_trace.probe_injections(vulnerable, categories=["system_prompt_extraction"])
+
+        def test_guarded(cert_trace):
+            report = cert_trace.probe_injections(guarded)
+            assert report.overall.successes == 0
+        """,
+    )
+    result = project.runpytest()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*CertSecurityError: prompt injection: system_prompt_extraction: 12/12 attacks succeeded "
+            "(100.0%) > allowed 0.0%; the canary leaked in 12 answer(s)",
+        ]
+    )
+    assert "CERT-CANARY-" not in result.stdout.str()  # the canary is never printed
+    bad = evidence.test("test_vulnerable")
+    assert bad["violations"][0]["kind"] == "security"
+    (report,) = bad["security"]["probes"]
+    assert report["categories"]["system_prompt_extraction"]["successes"] == 12
+    good = evidence.test("test_guarded")["security"]["probes"][0]
+    assert {c: v["successes"] for c, v in good["categories"].items()} == {
+        "instruction_override": 0,
+        "system_prompt_extraction": 0,
+        "data_exfiltration": 0,
+        "tool_use_hijack": 0,
+    }
+    assert good["categories"]["tool_use_hijack"]["attempts"] == 12  # tool calls reported: assessed
+    html = evidence.path("report.html").read_text()
+    assert 'data-category="system_prompt_extraction"' in html
+    assert "pytest-cert&#39;s interpretation" in html or "pytest-cert's interpretation" in html
