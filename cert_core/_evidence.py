@@ -33,6 +33,8 @@ __all__ = [
     "git_state",
     "last_commit",
     "metric_definitions",
+    "robustness_line",
+    "security_line",
     "sha256_file",
     "summary_markdown",
     "write_evidence",
@@ -148,6 +150,34 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def robustness_line(totals: Mapping[str, Any]) -> str:
+    """One line on the run's Art. 15(4) checks (``not tested`` when there were none)."""
+    r = totals.get("robustness") or {}
+    if not r.get("tests"):
+        return "robustness (Art. 15(4)): not tested"
+    parts = []
+    if r["variants"]:
+        parts.append(f"{r['variants']} perturbed variant(s), {r['variants_failed']} failed")
+    if r["repeated_tests"]:
+        parts.append(f"{r['repeated_tests']} repeated test(s)")
+    if r["fault_injections"]:
+        parts.append(f"{r['fault_injections']} fault injection(s)")
+    return f"robustness (Art. 15(4)): {r['tests']} test(s): " + ", ".join(parts)
+
+
+def security_line(totals: Mapping[str, Any]) -> str:
+    """One line on the run's Art. 15(5) checks (``not tested`` when there were none)."""
+    s = totals.get("security") or {}
+    if not s.get("tests"):
+        return "security (Art. 15(5)): not tested"
+    parts = []
+    if s["probes"]:
+        parts.append(f"{s['probes']} injection probe(s), {s['attacks_succeeded']} succeeded")
+    if s["pii_checked"]:
+        parts.append(f"{s['pii_checked']} text(s) checked for personal data, {s['pii_findings']} finding(s)")
+    return f"security (Art. 15(5)): {s['tests']} test(s): " + ", ".join(parts)
+
+
 def summary_markdown(results: Mapping[str, Any], sections: Iterable[tuple[str, str]] = ()) -> str:
     """The run in Markdown: totals, per-test rows, violations, and extra sections."""
     totals = results["totals"]
@@ -174,6 +204,8 @@ def summary_markdown(results: Mapping[str, Any], sections: Iterable[tuple[str, s
             else ""
         )
         + ".",
+        "",
+        f"{robustness_line(totals)}; {security_line(totals)}.",
         "",
     ]
     if results["tests"]:

@@ -78,6 +78,39 @@ def totals(tests: list[dict[str, Any]], session_records: list[Any]) -> dict[str,
         "measurements_failed": sum(1 for m in measurements if m["passed"] is False),
         "measurements_not_measured": sum(1 for m in measurements if m["passed"] is None),
         "calls_outside_tests": outside.calls,
+        "robustness": robustness_totals(tests),
+        "security": security_totals(tests),
+    }
+
+
+def robustness_totals(tests: list[dict[str, Any]]) -> dict[str, int]:
+    """Art. 15(4) checks over the tests: perturbed variants, repeated tests, fault injections."""
+    checks = [
+        c
+        for t in tests
+        for run in (t.get("robustness") or {}).get("perturbations") or []
+        for c in run["checks"]
+    ]
+    return {
+        "tests": sum(1 for t in tests if t.get("robustness")),
+        "variants": len(checks),
+        "variants_failed": sum(1 for c in checks if c["verdict"] in ("failed", "error")),
+        "repeated_tests": sum(1 for t in tests if (t.get("robustness") or {}).get("consistency")),
+        "fault_injections": sum(len((t.get("robustness") or {}).get("faults") or []) for t in tests),
+    }
+
+
+def security_totals(tests: list[dict[str, Any]]) -> dict[str, int]:
+    """Art. 15(5) checks over the tests: injection probes run and succeeded, PII checks."""
+    reports = [r for t in tests for r in (t.get("security") or {}).get("probes") or []]
+    pii = [(t.get("security") or {}).get("pii") or {} for t in tests]
+    return {
+        "tests": sum(1 for t in tests if t.get("security")),
+        "probes": sum(r["overall"]["probes"] for r in reports),
+        "attacks_succeeded": sum(r["overall"]["successes"] for r in reports),
+        "probe_errors": sum(r["overall"]["errors"] for r in reports),
+        "pii_checked": sum(p.get("checked", 0) for p in pii),
+        "pii_findings": sum(p.get("findings", 0) for p in pii),
     }
 
 

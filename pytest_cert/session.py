@@ -1181,6 +1181,29 @@ def _junit_properties(result: dict[str, Any]) -> list[tuple[str, object]]:
     props.append(("cert.calls", result["calls"]))
     if result["latency_ms"] is not None:
         props.append(("cert.latency_ms", f"{result['latency_ms']:.3f}"))
+    robustness, security = result["robustness"], result["security"]
+    if robustness:
+        checks = [c for run in robustness["perturbations"] for c in run["checks"]]
+        if checks:
+            props.append(("cert.robustness.variants", len(checks)))
+            failed = sum(1 for c in checks if c["verdict"] in ("failed", "error"))
+            props.append(("cert.robustness.variants_failed", failed))
+            drops = [c["drop"] for c in checks if c["drop"] is not None]
+            if drops:
+                props.append(("cert.robustness.largest_drop", f"{max(drops):.6f}"))
+        if robustness["consistency"]:
+            props.append(("cert.consistency.agreement", f"{robustness['consistency']['agreement']:.6f}"))
+        if robustness["faults"]:
+            injected = sum(len(log.get("injected") or []) for log in robustness["faults"])
+            props.append(("cert.faults.injected", injected))
+    if security:
+        if security["probes"]:
+            props.append(("cert.security.probes", sum(r["overall"]["probes"] for r in security["probes"])))
+            succeeded = sum(r["overall"]["successes"] for r in security["probes"])
+            props.append(("cert.security.attacks_succeeded", succeeded))
+        if security["pii"]:
+            props.append(("cert.pii.checked", security["pii"]["checked"]))
+            props.append(("cert.pii.findings", security["pii"]["findings"]))
     return props
 
 

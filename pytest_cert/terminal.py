@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from cert_core._evidence import format_usd
+from cert_core._evidence import format_usd, robustness_line, security_line
 
 if TYPE_CHECKING:
     from .session import CertSession
@@ -86,6 +86,8 @@ def _write(cs: CertSession, tr: pytest.TerminalReporter) -> None:
             f"{totals['measurements_not_measured']} not measured"
         )
     tr.write_line(line)
+    if not quiet:
+        tr.write_line(robustness_line(totals) + "; " + security_line(totals))
     if results["config"]["instrumentation_errors"]:
         tr.write_line(
             f"cert: {results['config']['instrumentation_errors']} problem(s) inside the instrumentation were "

@@ -167,3 +167,52 @@ def test_probe_injections_fails_a_vulnerable_app_and_reports_by_category(
     html = evidence.path("report.html").read_text()
     assert 'data-category="system_prompt_extraction"' in html
     assert "pytest-cert&#39;s interpretation" in html or "pytest-cert's interpretation" in html
+
+
+def test_summary_junit_and_totals_carry_robustness_and_security(
+    project: pytest.Pytester, evidence: Evidence
+) -> None:
+    project.makepyfile(
+        apps=APPS,
+        test_sum="""
+        from apps import PASSAGES, GOLD, QUESTION, robust
+
+        def test_robust(cert_trace):
+            cert_trace.perturb(robust, QUESTION, context=PASSAGES, reference=GOLD, perturbations=["typos"])
+            cert_trace.expect_no_pii("No personal data here.")
+        """,
+    )
+    result = project.runpytest("--junitxml=junit.xml")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "robustness (Art. 15(4)): 1 test(s): 1 perturbed variant(s), 0 failed; security (Art. 15(5)): "
+            "1 test(s): 1 text(s) checked for personal data, 0 finding(s)"
+        ]
+    )
+    totals = evidence.results()["totals"]
+    assert totals["robustness"] == {
+        "tests": 1,
+        "variants": 1,
+        "variants_failed": 0,
+        "repeated_tests": 0,
+        "fault_injections": 0,
+    }
+    assert totals["security"]["pii_checked"] == 1
+    summary = evidence.path("summary.md").read_text()
+    assert "robustness (Art. 15(4)): 1 test(s): 1 perturbed variant(s), 0 failed" in summary
+    junit = (project.path / "junit.xml").read_text()
+    assert '<property name="cert.robustness.variants" value="1"' in junit
+    assert '<property name="cert.robustness.variants_failed" value="0"' in junit
+    assert '<property name="cert.pii.checked" value="1"' in junit
+
+
+def test_without_such_tests_the_summary_says_not_tested(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        def test_plain(cert_trace):
+            assert cert_trace.calls == 0
+        """
+    )
+    result = project.runpytest()
+    result.stdout.fnmatch_lines(["robustness (Art. 15(4)): not tested; security (Art. 15(5)): not tested"])
