@@ -18,7 +18,6 @@ from typing import Any
 import msgspec
 
 from .._stats import wilson_interval
-from ..injection import ART_15_5, MAPPING_NOTE
 
 __all__ = ["REPORT_SCHEMA", "ComponentTally", "build_report", "load_evidence", "tested_components"]
 
@@ -415,6 +414,8 @@ def _fault_row(log: Mapping[str, Any]) -> dict[str, Any]:
 def _security(results: Mapping[str, Any], components: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Art. 15(5): attack success per probe category (summed over the tests that probed, with
     its Wilson interval), canary leaks, PII checks, and whether the model ids are pinned."""
+    from ..injection import ART_15_5, MAPPING_NOTE
+
     attempts: Counter[str] = Counter()
     successes: Counter[str] = Counter()
     errors: Counter[str] = Counter()
