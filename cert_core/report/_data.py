@@ -414,15 +414,13 @@ def _fault_row(log: Mapping[str, Any]) -> dict[str, Any]:
 def _security(results: Mapping[str, Any], components: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Art. 15(5): attack success per probe category (summed over the tests that probed, with
     its Wilson interval), canary leaks, PII checks, and whether the model ids are pinned."""
-    from ..injection import ART_15_5, MAPPING_NOTE
-
     attempts: Counter[str] = Counter()
     successes: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     leaks = probed_tests = 0
     pii_checked = pii_found = pii_tests = 0
     confidence = 0.95
-    note = MAPPING_NOTE
+    note = None
     for t in results["tests"]:
         sec = t.get("security") or {}
         for report in sec.get("probes") or []:
@@ -439,6 +437,10 @@ def _security(results: Mapping[str, Any], components: Sequence[Mapping[str, Any]
             pii_checked += sec["pii"]["checked"]
             pii_found += sec["pii"]["findings"]
     categories = []
+    if attempts:
+        from ..injection import ART_15_5, MAPPING_NOTE
+
+        note = note or MAPPING_NOTE
     for category in sorted(attempts):
         n, k = attempts[category], successes[category]
         low, high = wilson_interval(k, n, confidence) if n else (None, None)
