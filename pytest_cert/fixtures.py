@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -11,6 +12,7 @@ from .totals import CallTotals
 
 if TYPE_CHECKING:
     from cert_core import TraceRecord
+    from cert_core.faults import Fault, FaultLog
     from cert_core.injection import ProbeReport
     from cert_core.measure import Measurement
     from cert_core.perturb import RobustnessResult
@@ -164,6 +166,31 @@ class CertTrace:
             threshold=threshold,
             preset=preset,
         )
+
+    @contextlib.contextmanager
+    def inject_faults(
+        self,
+        faults: Iterable[Fault],
+        *,
+        providers: Sequence[str] | None = None,
+        models: Sequence[str] | None = None,
+        repeat: bool = False,
+    ) -> Iterator[FaultLog]:
+        """Fault handling (Art. 15(4) fail-safe): inside the ``with`` block, the SDK requests the
+        app sends meet ``faults`` in order (:class:`cert_core.faults.Fault`: timeouts, error
+        statuses with retry-after, malformed or truncated JSON, interrupted streams), one per
+        request, then pass through (to the mock transport, the cassette or the network). The
+        :class:`~cert_core.faults.FaultLog` says what was injected and what each request got; it
+        goes into the test's results, with whether the app recovered."""
+        from cert_core.faults import inject_faults
+
+        log: FaultLog | None = None
+        try:
+            with inject_faults(faults, providers=providers, models=models, repeat=repeat) as log:
+                yield log
+        finally:
+            if log is not None:
+                self._state.faults.append(log.to_dict())
 
     def probe_injections(
         self,

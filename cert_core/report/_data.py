@@ -400,14 +400,21 @@ def _robustness(results: Mapping[str, Any], uncertainty: dict[str, Any]) -> dict
 
 
 def _fault_row(log: Mapping[str, Any]) -> dict[str, Any]:
-    """One fault-injection log in a row: how many faults of which kinds met how many requests."""
-    injected = log.get("injected") or []
-    kinds = Counter(str(f.get("kind", "?")) for f in injected if isinstance(f, Mapping))
+    """One fault-injection log (:meth:`cert_core.faults.FaultLog.to_dict`) in a row: which
+    faults met how many requests, and whether the app came through."""
+    kinds: Counter[str] = Counter()
+    for request in log.get("injected") or []:
+        fault = request.get("fault") or {}
+        name = str(fault.get("kind", "?"))
+        kinds[f"{name} {fault['code']}" if fault.get("code") else name] += 1
+    raised = log.get("raised")
     return {
-        "injected": len(injected),
+        "injected": sum(kinds.values()),
         "kinds": ", ".join(f"{k} x{n}" if n > 1 else k for k, n in sorted(kinds.items())) or "-",
-        "requests": len(log.get("requests") or []),
+        "requests": log.get("requests_seen", 0),
         "unused": len(log.get("unused") or []),
+        "recovered": log.get("recovered"),
+        "raised": raised if isinstance(raised, str) or raised is None else str(raised),
     }
 
 

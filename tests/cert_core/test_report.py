@@ -494,7 +494,17 @@ def test_robustness_and_security_sections_show_what_was_tested(evidence_dir: Pat
             "score_max": 0.85,
         },
         "faults": [
-            {"injected": [{"kind": "status"}, {"kind": "status"}, {"kind": "timeout"}], "requests": [{}] * 4}
+            {
+                "injected": [
+                    {"fault": {"kind": "status", "code": 429}},
+                    {"fault": {"kind": "status", "code": 429}},
+                    {"fault": {"kind": "timeout"}},
+                ],
+                "requests_seen": 4,
+                "unused": [],
+                "recovered": True,
+                "raised": None,
+            }
         ],
     }
     tests[1]["robustness"] = {
@@ -545,7 +555,8 @@ def test_robustness_and_security_sections_show_what_was_tested(evidence_dir: Pat
     casing = next(k for k in rb["perturbations"] if k["perturbation"] == "casing")
     assert (casing["passed"], casing["error"]) == (1, 1)
     assert rb["failures_total"] == 2
-    assert rb["faults"][0]["kinds"] == "status x2, timeout"
+    assert rb["faults"][0]["kinds"] == "status 429 x2, timeout"
+    assert (rb["faults"][0]["requests"], rb["faults"][0]["recovered"]) == (4, True)
     override = next(c for c in sc["categories"] if c["category"] == "instruction_override")
     assert override["clause"] == "adversarial examples / model evasion"
     assert override["rate"] == pytest.approx(0.2)

@@ -216,3 +216,47 @@ def test_without_such_tests_the_summary_says_not_tested(project: pytest.Pytester
     )
     result = project.runpytest()
     result.stdout.fnmatch_lines(["robustness (Art. 15(4)): not tested; security (Art. 15(5)): not tested"])
+
+
+def test_inject_faults_records_what_the_app_met_and_how_it_came_through(
+    project: pytest.Pytester, evidence: Evidence
+) -> None:
+    project.makepyfile(
+        """
+        import openai
+        from conftest import GOOD
+        from cert_core.faults import Fault
+
+        def answer(client):
+            # The app under test: retries through the SDK, then falls back to a canned reply.
+            try:
+                r = client.with_options(max_retries=2).chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "When?"}]
+                )
+                return r.choices[0].message.content
+            except openai.APIError:
+                return "The assistant is unavailable; please try again later."
+
+        def test_retries_through(cert_trace, client):
+            faults = [Fault.status(429, retry_after=0.001), Fault.status(500, retry_after=0.001)]
+            with cert_trace.inject_faults(faults) as log:
+                assert answer(client) == GOOD
+            assert log.recovered and len(log.injected) == 2
+
+        def test_falls_back(cert_trace, client):
+            with cert_trace.inject_faults([Fault.status(503, retry_after=0.001)], repeat=True) as log:
+                assert answer(client).startswith("The assistant is unavailable")
+            assert len(log.injected) == 3  # the first try and the SDK's two retries
+        """
+    )
+    project.runpytest().assert_outcomes(passed=2)
+    through = evidence.test("test_retries_through")["robustness"]["faults"][0]
+    assert through["requests_seen"] == 3
+    assert [r["fault"]["code"] for r in through["injected"]] == [429, 500]
+    assert through["passed_through"][0]["status"] == 200
+    back = evidence.test("test_falls_back")["robustness"]["faults"][0]
+    assert [r["status"] for r in back["injected"]] == [503, 503, 503]
+    assert evidence.results()["totals"]["robustness"]["fault_injections"] == 2
+    html = evidence.path("report.html").read_text()
+    assert "status 429, status 500" in html
+    assert "status 503 x3" in html
