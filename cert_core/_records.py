@@ -19,6 +19,8 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from .uncertainty import Uncertainty
+
 __all__ = [
     "LEGACY_SCHEMA",
     "SCHEMA",
@@ -155,8 +157,8 @@ class TraceRecord(_Struct, frozen=True, kw_only=True):
     record round-trips byte for byte; :attr:`start` and :attr:`end` give aware datetimes.
     Every record states its ``schema`` (:data:`SCHEMA` for records made now). ``cost_usd`` is
     ``None`` when the price is unknown, and ``price_error`` then says why: it is
-    never a guess. ``chain``, ``seq`` and ``prev`` are set when a :class:`~cert_core.TraceWriter`
-    writes the record.
+    never a guess. ``uncertainty`` is set only when the provider returned token logprobs.
+    ``chain``, ``seq`` and ``prev`` are set when a :class:`~cert_core.TraceWriter` writes the record.
     """
 
     # Required, with no default: msgspec would otherwise accept a line that does not state its
@@ -184,6 +186,7 @@ class TraceRecord(_Struct, frozen=True, kw_only=True):
     stream: bool | None = None
     ttft_ms: Millis | None = None
     incomplete: bool | None = None
+    uncertainty: Uncertainty | None = None
     error: CallError | None = None
     request: dict[str, Any] | None = None
     function: str | None = None

@@ -18,12 +18,17 @@ request asks for ``stream: true``. Nothing here is imported by ``cert_core`` its
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
+
+#: Token logprobs for the canned OpenAI replies: ``(token, logprob)`` or
+#: ``(token, logprob, {alternative: logprob, ...})``, one per generated token.
+TokenLogprob = tuple[str, float] | tuple[str, float, Mapping[str, float]]
 
 __all__ = [
     "FakeLLM",
     "Reply",
+    "TokenLogprob",
     "anthropic_message",
     "anthropic_stream_events",
     "openai_chat_chunks",
@@ -43,17 +48,23 @@ def openai_chat_completion(
     reasoning_tokens: int = 0,
     finish_reason: str = "stop",
     tool_calls: list[dict[str, Any]] | None = None,
+    logprobs: Sequence[TokenLogprob] | None = None,
 ) -> dict[str, Any]:
-    """A ``chat.completion`` object. ``tool_calls``: ``[{"name": ..., "arguments": "{...}"}]``."""
+    """A ``chat.completion`` object. ``tool_calls``: ``[{"name": ..., "arguments": "{...}"}]``.
+    ``logprobs``: the tokens' logprobs, as a request with ``logprobs=True`` (and
+    ``top_logprobs=k``, when alternatives are given) gets them; see :data:`TokenLogprob`."""
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
     if tool_calls:
         message["tool_calls"] = [_tool_call(i, t["name"], t["arguments"]) for i, t in enumerate(tool_calls)]
+    choice_logprobs = None if logprobs is None else {"content": _token_logprobs(logprobs), "refusal": None}
     return {
         "id": "chatcmpl-test",
         "object": "chat.completion",
         "created": 1730000000,
         "model": model,
-        "choices": [{"index": 0, "finish_reason": finish_reason, "logprobs": None, "message": message}],
+        "choices": [
+            {"index": 0, "finish_reason": finish_reason, "logprobs": choice_logprobs, "message": message}
+        ],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -62,6 +73,25 @@ def openai_chat_completion(
             "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
         },
     }
+
+
+def _token_logprobs(tokens: Iterable[TokenLogprob]) -> list[dict[str, Any]]:
+    """OpenAI's wire form of token logprobs (chat ``logprobs.content``, Responses ``logprobs``)."""
+    out = []
+    for token, logprob, *rest in tokens:
+        top = rest[0] if rest else {}
+        out.append(
+            {
+                "token": token,
+                "logprob": logprob,
+                "bytes": list(token.encode()),
+                "top_logprobs": [
+                    {"token": alt, "logprob": value, "bytes": list(alt.encode())}
+                    for alt, value in top.items()
+                ],
+            }
+        )
+    return out
 
 
 def _tool_call(i: int, name: str, arguments: str) -> dict[str, Any]:
@@ -75,16 +105,31 @@ def openai_chat_chunks(
     usage: tuple[int, int] | None = (12, 5),
     finish_reason: str = "stop",
     tool_calls: list[dict[str, Any]] | None = None,
+    logprobs: Sequence[TokenLogprob] | None = None,
 ) -> list[dict[str, Any]]:
     """``chat.completion.chunk`` objects of a stream; ``usage`` adds the final usage chunk that
-    OpenAI sends only when the request has ``stream_options={"include_usage": True}``."""
+    OpenAI sends only when the request has ``stream_options={"include_usage": True}``.
+    ``logprobs`` (see :data:`TokenLogprob`) are shared out in order over the content chunks, as
+    evenly as they go; then every chunk carries a ``logprobs`` object, as OpenAI sends them."""
     base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1730000000, "model": model}
+    pieces = list(pieces)
+    if logprobs is not None and not pieces:
+        raise ValueError("openai_chat_chunks: logprobs need at least one content piece to ride on")
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    def chunk(
+        delta: dict[str, Any], finish: str | None = None, tokens: Sequence[TokenLogprob] = ()
+    ) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
+        if logprobs is not None:
+            choice["logprobs"] = {"content": _token_logprobs(tokens), "refusal": None}
+        return {**base, "choices": [choice]}
 
     chunks = [chunk({"role": "assistant", "content": ""})]
-    chunks += [chunk({"content": p}) for p in pieces]
+    shares = len(logprobs or ()) / max(1, len(pieces))
+    chunks += [
+        chunk({"content": p}, tokens=(logprobs or ())[round(i * shares) : round((i + 1) * shares)])
+        for i, p in enumerate(pieces)
+    ]
     for i, tool in enumerate(tool_calls or []):
         arguments = tool["arguments"]
         half = len(arguments) // 2
@@ -248,7 +293,10 @@ class FakeLLM:
         usage = (body["usage"]["prompt_tokens"], body["usage"]["completion_tokens"])
         pieces = [content[: len(content) // 2], content[len(content) // 2 :]] if content else []
         tools = fields.get("tool_calls")
-        chunks = openai_chat_chunks(pieces, model=body["model"], usage=usage, tool_calls=tools)
+        logprobs = fields.get("logprobs")
+        chunks = openai_chat_chunks(
+            pieces, model=body["model"], usage=usage, tool_calls=tools, logprobs=logprobs
+        )
         return self.add("/chat/completions", Reply(body, stream=chunks, done=True))
 
     def anthropic(self, text: str | None = "Paris is the capital of France.", **fields: Any) -> FakeLLM:

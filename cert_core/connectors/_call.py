@@ -23,6 +23,7 @@ import msgspec
 from .._pricing import price_call
 from .._recording import record_call, start_span
 from .._records import SCHEMA, CallError, TraceRecord, Usage, format_timestamp, json_fallback
+from ..uncertainty import Uncertainty, logprob_stats
 
 __all__ = [
     "CaptureMode",
@@ -30,6 +31,7 @@ __all__ = [
     "InstrumentationStats",
     "LlmCall",
     "StreamState",
+    "TokenLogprobs",
     "contained",
     "instrumentation_stats",
     "note_problem",
@@ -124,6 +126,10 @@ def contained(fn: Callable[..., T], *args: Any, default: Any = None, where: str 
         return default  # type: ignore[no-any-return]
 
 
+#: Each chosen token's logprob, and per token the logprobs of its top alternatives.
+TokenLogprobs = tuple[list[float], list[list[float]]]
+
+
 class StreamState:
     """What a stream has shown so far; extractors fill it item by item."""
 
@@ -137,6 +143,8 @@ class StreamState:
         self.final: Any = None  # a complete response object, when the stream ends with one
         self.error: CallError | None = None  # an error event the provider sent mid-stream
         self.items = 0
+        # Token logprobs as the stream brought them (when it does), read once at its end.
+        self.logprobs: list[Any] = []
 
     def add_text(self, index: int, text: str | None) -> None:
         if text:
@@ -166,6 +174,15 @@ class Extractor(Protocol):
         ...
 
     def stream_output(self, state: StreamState) -> Any: ...
+
+    def logprobs(self, result: Any) -> TokenLogprobs | None:
+        """The token logprobs of a complete response, or ``None`` when it carries none (one
+        cheap check in that case: this runs on every call)."""
+        ...
+
+    def stream_logprobs(self, state: StreamState) -> TokenLogprobs | None:
+        """The token logprobs collected in ``state.logprobs`` (called only when it has some)."""
+        ...
 
 
 def estimate_tokens(value: Any) -> int:
@@ -302,6 +319,7 @@ class LlmCall:
         error: BaseException | CallError | None = None,
         incomplete: bool | None = None,
         usage_estimated: bool | None = None,
+        uncertainty: Uncertainty | None = None,
         unpriced_because: str = "the provider reported no token usage",
     ) -> None:
         duration_ns = time.perf_counter_ns() - self.t0
@@ -376,6 +394,7 @@ class LlmCall:
             stream=self.stream or None,
             ttft_ms=ttft,
             incomplete=incomplete,
+            uncertainty=uncertainty,
             error=error,
             request=self._request_params(body),
             replayed=replayed,
@@ -387,7 +406,23 @@ class LlmCall:
         if not self._claim():
             return
         output, usage, finish_reasons, response_model = self.extractor.response(result)
-        self._emit(output=output, usage=usage, finish_reasons=finish_reasons, response_model=response_model)
+        logprobs = contained(self.extractor.logprobs, result, where="response logprobs")
+        self._emit(
+            output=output,
+            usage=usage,
+            finish_reasons=finish_reasons,
+            response_model=response_model,
+            uncertainty=self._uncertainty(logprobs) if logprobs is not None else None,
+        )
+
+    def _uncertainty(self, logprobs: TokenLogprobs) -> Uncertainty | None:
+        # A logprob we cannot use (NaN, a string) costs the record its uncertainty, never the record.
+        values, tops = logprobs
+        source = f"{self.provider}.logprobs"
+        stats: Uncertainty | None = contained(
+            lambda: logprob_stats(values, tops, source=source), where="logprob statistics"
+        )
+        return stats
 
     def failed(self, error: BaseException) -> None:
         if not self._claim():
@@ -442,11 +477,16 @@ class LlmCall:
         if not self._claim():
             return
         state = self.state or StreamState()
+        logprobs = None
         if state.final is not None:
             output, usage, finish_reasons, response_model = self.extractor.response(state.final)
+            # The final response, when it has them, holds the logprobs the deltas brought.
+            logprobs = contained(self.extractor.logprobs, state.final, where="response logprobs")
         else:
             output = self.extractor.stream_output(state)
             usage, finish_reasons, response_model = state.usage, state.finish_reasons or None, state.model
+        if logprobs is None and state.logprobs:
+            logprobs = contained(self.extractor.stream_logprobs, state, where="stream logprobs")
         if error is None and state.error is not None:
             error = state.error  # an error event inside the stream
         estimated = None
@@ -465,6 +505,7 @@ class LlmCall:
             error=error,
             incomplete=None if complete and error is None else True,
             usage_estimated=estimated,
+            uncertainty=self._uncertainty(logprobs) if logprobs is not None else None,
         )
 
 

@@ -7,13 +7,14 @@ Attribute access with defaults throughout (``_get``), so a field an SDK version 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from operator import attrgetter, itemgetter, methodcaller
 from typing import Any
 
 import msgspec
 
 from .._records import CallError, Usage
-from ._call import StreamState
+from ._call import StreamState, TokenLogprobs
 
 _ANY = msgspec.json.Decoder()
 
@@ -87,6 +88,41 @@ def _chat_message(message: Any) -> Any:
     return out
 
 
+class _Alternative(msgspec.Struct, gc=False):
+    logprob: Any = None
+
+
+class _Token(msgspec.Struct, gc=False):
+    # Only the numbers are decoded (the token text and its bytes are skipped, in C); a value
+    # of the wrong type is kept as is, so the chunk still gives its text, and the statistics
+    # refuse it when the stream ends.
+    logprob: Any = None
+    top_logprobs: list[_Alternative] | None = None
+
+
+class _ChoiceLogprobs(msgspec.Struct, gc=False):
+    content: list[_Token] | None = None
+    refusal: list[_Token] | None = None
+
+
+# How a token's logprob and its alternatives are read: from decoded JSON objects (complete
+# responses, Responses API events) or from the _Token structs of a chat stream.
+_FROM_JSON = (itemgetter("logprob"), methodcaller("get", "top_logprobs"))
+_FROM_STRUCT = (attrgetter("logprob"), attrgetter("top_logprobs"))
+
+
+def _read_tokens(batches: Iterable[Any], fields: tuple[Any, Any] = _FROM_JSON) -> TokenLogprobs | None:
+    """Floats from lists of tokens in OpenAI's form (chat ``logprobs.content``, Responses
+    ``logprobs``: ``{"logprob": ..., "top_logprobs": [{"logprob": ...}, ...]}``), in order."""
+    logprob, alternatives = fields
+    logprobs: list[float] = []
+    tops: list[list[float]] = []
+    for tokens in batches:
+        logprobs += map(logprob, tokens)
+        tops += [list(map(logprob, alternatives(token) or ())) for token in tokens]
+    return (logprobs, tops) if logprobs else None
+
+
 class _Function(msgspec.Struct, gc=False):
     name: str | None = None
     arguments: str | None = None
@@ -107,6 +143,7 @@ class _Choice(msgspec.Struct, gc=False):
     delta: _Delta | None = None
     text: str | None = None  # legacy completions
     finish_reason: str | None = None
+    logprobs: _ChoiceLogprobs | None = None
 
 
 class _Chunk(msgspec.Struct, gc=False):
@@ -144,6 +181,29 @@ class OpenAIChat:
         output = _one_or_many([_chat_message(_get(c, "message")) for c in choices])
         return output, _openai_usage(result.get("usage")), finish or None, result.get("model")
 
+    def logprobs(self, result: Any) -> TokenLogprobs | None:
+        # Tokens of every choice are pooled: with n > 1 the statistics cover all n answers.
+        choices = _get(result, "choices")
+        if not choices:
+            return None
+        if len(choices) == 1:  # the usual case: "logprobs" is null unless the request asked
+            found = _get(choices[0], "logprobs")
+            if not found:
+                return None
+            every = [found]
+        else:
+            every = [found for choice in choices if (found := _get(choice, "logprobs"))]
+        # Answer and refusal tokens alike.
+        return _read_tokens(
+            tokens for found in every for tokens in (found.get("content"), found.get("refusal")) if tokens
+        )
+
+    def stream_logprobs(self, state: StreamState) -> TokenLogprobs | None:
+        return _read_tokens(
+            (tokens for found in state.logprobs for tokens in (found.content, found.refusal) if tokens),
+            _FROM_STRUCT,
+        )
+
     def stream_items(self, state: StreamState, items: list[_Chunk]) -> None:
         texts = state.texts
         for item in items:
@@ -169,6 +229,8 @@ class OpenAIChat:
                     texts.setdefault(choice.index, []).append(choice.text)
                 if choice.finish_reason:
                     state.finish_reasons.append(choice.finish_reason)
+                if choice.logprobs is not None:  # null unless the request asked for logprobs
+                    state.logprobs.append(choice.logprobs)  # read once, when the stream ends
 
     def stream_output(self, state: StreamState) -> Any:
         indices = sorted(set(state.texts) | {key // 1000 for key in state.tools})
@@ -196,6 +258,14 @@ class OpenAICompletion(OpenAIChat):
     def stream_output(self, state: StreamState) -> Any:
         return _one_or_many(["".join(parts) for _, parts in sorted(state.texts.items())])
 
+    def logprobs(self, result: Any) -> TokenLogprobs | None:
+        # The legacy format (parallel token_logprobs / top_logprobs lists, with the prompt's
+        # tokens mixed in under echo=True) is not read: such calls are not measured.
+        return None
+
+    def stream_logprobs(self, state: StreamState) -> TokenLogprobs | None:
+        return None
+
 
 class OpenAIEmbeddings:
     operation = "embeddings"
@@ -216,6 +286,12 @@ class OpenAIEmbeddings:
         return None
 
     def stream_output(self, state: StreamState) -> Any:
+        return None
+
+    def logprobs(self, result: Any) -> TokenLogprobs | None:
+        return None
+
+    def stream_logprobs(self, state: StreamState) -> TokenLogprobs | None:
         return None
 
 
@@ -255,11 +331,29 @@ class OpenAIResponses:
         finish = [str(reason or status)] if (reason or status) else None
         return _responses_output(result), _openai_usage(_get(result, "usage")), finish, _get(result, "model")
 
+    def logprobs(self, result: Any) -> TokenLogprobs | None:
+        # Output text parts carry "logprobs" when the request includes
+        # "message.output_text.logprobs"; otherwise the list is empty or absent.
+        found = [
+            tokens
+            for item in _get(result, "output") or ()
+            if _get(item, "type") == "message"
+            for part in _get(item, "content") or ()
+            if (tokens := _get(part, "logprobs"))
+        ]
+        return _read_tokens(found) if found else None
+
+    def stream_logprobs(self, state: StreamState) -> TokenLogprobs | None:
+        return _read_tokens(state.logprobs)
+
     def stream_items(self, state: StreamState, items: list[Any]) -> None:
         for item in items:
             kind = _get(item, "type") or ""
             if kind == "response.output_text.delta":
                 state.add_text(0, _get(item, "delta"))
+                tokens = item.get("logprobs")  # an empty list unless the request included them
+                if tokens:
+                    state.logprobs.append(tokens)
             elif kind in ("response.completed", "response.incomplete", "response.failed"):
                 state.final = _get(item, "response")
                 state.ended = True
@@ -399,6 +493,12 @@ class AnthropicMessages:
             else:
                 blocks.append({"type": "text", "text": "".join(state.texts[index])})
         return _anthropic_output(blocks) if blocks else None
+
+    def logprobs(self, result: Any) -> TokenLogprobs | None:
+        return None  # the Messages API returns no logprobs
+
+    def stream_logprobs(self, state: StreamState) -> TokenLogprobs | None:
+        return None
 
 
 ANTHROPIC_MESSAGES = AnthropicMessages()

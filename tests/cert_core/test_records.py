@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import cert_core
 from cert_core import RecordError, TraceRecord, TraceWriter, read_traces
+from cert_core.uncertainty import Uncertainty
 from tests.conftest import make_record
 
 
@@ -82,6 +83,7 @@ BAD_FIELDS = [
     ("finish_reasons", "stop", "finish_reasons"),
     ("error", {"type": "X"}, "error.message"),
     ("stream", "yes", "stream"),
+    ("uncertainty", {"tokens": 3}, "uncertainty.mean_logprob"),
     ("seq", -1, "seq"),
     ("prev", "f" * 63, "prev"),
     ("surprise", 1, "surprise"),
@@ -224,6 +226,15 @@ def records(draw: st.DrawFn) -> TraceRecord:
         "stream": st.booleans(),
         "ttft_ms": st.floats(0, 1e6, allow_nan=False),
         "incomplete": st.booleans(),
+        "uncertainty": st.builds(
+            Uncertainty,
+            tokens=st.integers(1, 10**9),
+            mean_logprob=st.floats(-1e4, 0),
+            perplexity=st.floats(1, 1.7976931348623157e308),
+            mean_entropy=st.none() | st.floats(0, 20),
+            top_k=st.none() | st.integers(1, 20),
+            source=st.text(max_size=20),
+        ),
         "error": st.builds(
             cert_core.CallError,
             type=st.text(max_size=10),
