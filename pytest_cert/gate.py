@@ -40,6 +40,7 @@ MARKER_KEYS: Mapping[str, str] = {
     "preset": "a measurement preset name",
     "budget_usd": "the test's cost budget in USD, a number >= 0",
     "max_latency_ms": "the slowest call allowed, milliseconds > 0",
+    "max_perplexity": "the highest perplexity allowed of a call that returned token logprobs, a number >= 1",
     "repeat": "run the test this many times (an integer >= 1)",
     "min_pass_rate": "pass rate whose Wilson lower bound the runs must reach, in [0, 1]",
     "confidence": "confidence level of the Wilson interval, in (0, 1); default 0.95",
@@ -145,6 +146,7 @@ class MarkerOptions:
     preset: str | None = None
     budget_usd: float | None = None
     max_latency_ms: float | None = None
+    max_perplexity: float | None = None
     repeat: int = 1
     min_pass_rate: float | None = None
     confidence: float = 0.95
@@ -217,6 +219,7 @@ def marker_options(
                 "min_pass_rate": 0.0 <= number <= 1.0,
                 "budget_usd": number >= 0.0,
                 "max_latency_ms": number > 0.0,
+                "max_perplexity": number >= 1.0,
                 "confidence": 0.0 < number < 1.0,
             }[key]
             if not ok:

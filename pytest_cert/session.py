@@ -749,9 +749,44 @@ class CertSession:
                     + (" (recorded latency of a replayed call)" if slowest.replayed else ""),
                 )
             )
+        if "max_perplexity" in state.options.given:
+            found.extend(self._perplexity_checks(state))
         state.violations.extend(found)
         if found and raising:
             raise CertGateError("\n".join(v.message for v in found), found)
+
+    def _perplexity_checks(self, state: TestState) -> list[Violation]:
+        """The ``max_perplexity`` marker bound over the calls that returned token logprobs;
+        calls without them are not measured (a warning, or a violation under --cert-strict)."""
+        bound = state.options.max_perplexity
+        assert bound is not None
+        found = []
+        llm = [r for r in state.records if r.kind == "llm"]
+        measured = [r for r in llm if r.uncertainty is not None]
+        for r in measured:
+            assert r.uncertainty is not None
+            if r.uncertainty.perplexity > bound:
+                found.append(
+                    Violation(
+                        "uncertainty",
+                        f"perplexity {r.uncertainty.perplexity:.3f} > max_perplexity {bound:g} (cert "
+                        f"marker): {r.provider}/{r.request_model}, mean token logprob "
+                        f"{r.uncertainty.mean_logprob:.3f} over {r.uncertainty.tokens} token(s)",
+                    )
+                )
+        unmeasured = len(llm) - len(measured)
+        if unmeasured or not llm:
+            text = (
+                f"max_perplexity: {unmeasured} of {len(llm)} call(s) returned no token logprobs, "
+                "not measured (ask for logprobs=True)"
+                if llm
+                else "max_perplexity: the test made no LLM call, nothing measured"
+            )
+            if self.settings.strict:
+                found.append(Violation("uncertainty", text + " (--cert-strict)"))
+            else:
+                self._warn(state, "perplexity", text)
+        return found
 
     # -- fixture API ----------------------------------------------------------------------------
 

@@ -112,8 +112,8 @@ def test_marker_errors_fail_the_test_at_setup(project: pytest.Pytester) -> None:
         [
             "*CertMarkerError: test_marker_errors_fail_the_test_at_setup.py::test_typo: "
             "@pytest.mark.cert got unknown keyword(s) treshold; allowed keys: threshold, preset, "
-            "budget_usd, max_latency_ms, repeat, min_pass_rate, confidence, record_mode, cassette, "
-            "replay_ignore",
+            "budget_usd, max_latency_ms, max_perplexity, repeat, min_pass_rate, confidence, record_mode, "
+            "cassette, replay_ignore",
             "*CertMarkerError: *::test_positional: @pytest.mark.cert takes keyword arguments only, "
             "got positional (0.5,)*",
         ]

@@ -260,3 +260,54 @@ def test_inject_faults_records_what_the_app_met_and_how_it_came_through(
     html = evidence.path("report.html").read_text()
     assert "status 429, status 500" in html
     assert "status 503 x3" in html
+
+
+def test_max_perplexity_gates_calls_with_logprobs_and_says_when_not_measured(
+    project: pytest.Pytester, evidence: Evidence
+) -> None:
+    project.makepyfile(
+        """
+        import math, httpx2, openai, pytest
+        from cert_core.testing import FakeLLM
+
+        def client_for(logprobs):
+            fake = FakeLLM().openai_chat("Paris is the capital.", logprobs=logprobs)
+            return openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=fake.transport()))
+
+        def ask(client, **extra):
+            return client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital?"}], **extra
+            )
+
+        SURE = [("Paris", -0.01), (" is", -0.02), (" the", -0.01), (" capital", -0.06)]
+        UNSURE = [("Paris", -2.0), (" is", -1.2), (" the", -0.8), (" capital", -2.4)]
+
+        @pytest.mark.cert(max_perplexity=1.5)
+        def test_sure(cert_trace):
+            ask(client_for(SURE), logprobs=True)
+            (record,) = cert_trace.llm_records
+            assert record.uncertainty.perplexity == pytest.approx(math.exp(0.025))
+
+        @pytest.mark.cert(max_perplexity=1.5)
+        def test_unsure(cert_trace):
+            ask(client_for(UNSURE), logprobs=True)
+
+        @pytest.mark.cert(max_perplexity=1.5)
+        def test_without_logprobs(cert_trace):
+            ask(client_for(None))
+        """
+    )
+    result = project.runpytest("-W", "default")
+    result.assert_outcomes(passed=2, failed=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*CertGateError: perplexity 4.953 > max_perplexity 1.5 (cert marker): openai/gpt-4o-mini, "
+            "mean token logprob -1.600 over 4 token(s)",
+            "*max_perplexity: 1 of 1 call(s) returned no token logprobs, not measured*",
+        ]
+    )
+    assert evidence.test("test_unsure")["violations"][0]["kind"] == "uncertainty"
+    report = evidence.path("report.html").read_text()
+    assert "2 of 3 call(s) returned token logprobs" in report
+    strict = project.runpytest("--cert-strict", "-k", "without")
+    strict.assert_outcomes(failed=1)
