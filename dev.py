@@ -90,6 +90,15 @@ def show_evidence(folder: Path) -> None:
     )
     for nodeid in caught:
         print(f"The gate caught the deliberate hallucination in {nodeid} (xfail, as expected).")
+    rob, sec = totals.get("robustness") or {}, totals.get("security") or {}
+    if rob.get("tests") or sec.get("tests"):
+        print(
+            f"Robustness (Art. 15(4)): {rob.get('variants', 0)} perturbed variants "
+            f"({rob.get('variants_failed', 0)} failed), {rob.get('repeated_tests', 0)} repeated test(s), "
+            f"{rob.get('fault_injections', 0)} fault injection(s). Security (Art. 15(5)): "
+            f"{sec.get('probes', 0)} injection probes ({sec.get('attacks_succeeded', 0)} succeeded), "
+            f"{sec.get('pii_checked', 0)} answer(s) checked for personal data. Report sections 4 and 5."
+        )
 
 
 def run(*cmd: str) -> int:
