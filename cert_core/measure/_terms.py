@@ -102,7 +102,33 @@ _UNITS = {
     "percent": "percent",
     "per cent": "percent",
     "pct": "percent",
+    # Durations and physical quantities: "5 years" is not "5 business days", "10-year" is "10 years".
+    "year": "year",
+    "yr": "year",
+    "month": "month",
+    "week": "week",
+    "day": "day",
+    "hour": "hour",
+    "hr": "hour",
+    "minute": "minute",
+    "min": "minute",
+    "second": "second",
+    "sec": "second",
+    "kwh": "kwh",
+    "mwh": "mwh",
+    "gwh": "gwh",
+    "kw": "kw",
+    "mw": "mw",
+    "watt": "watt",
+    "kg": "kg",
+    "kilogram": "kg",
+    "km": "km",
+    "kilometre": "km",
+    "kilometer": "km",
+    "mile": "mile",
 }
+# Words between a number and its duration that do not change the unit ("5 business days").
+_DURATION_MODIFIERS = ("business", "working", "calendar", "full", "consecutive")
 _NUMBER_WORDS = {
     w: i
     for i, w in enumerate(
@@ -119,7 +145,10 @@ _NUMBER = re.compile(
     r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+"
     r"|\b(?:" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\b)"
     r"(?:\s?(?P<scale>thousand|million|billion|trillion|mln|mn|bn|tn|[kmbt])\b)?"
-    r"(?:\s?(?P<unit>%|percent|per cent|pct|dollars?|usd|euros?|eur|pounds?|gbp|yen|jpy)(?![a-z]))?",
+    r"(?:[\s-]?(?P<unit>%|percent|per cent|pct|dollars?|usd|euros?|eur|pounds?|gbp|yen|jpy"
+    r"|(?:(?:" + "|".join(_DURATION_MODIFIERS) + r")\s)?"
+    r"(?:years?|yrs?|months?|weeks?|days?|hours?|hrs?|minutes?|mins?|seconds?|secs?)"
+    r"|kwh|mwh|gwh|kw|mw|watts?|kg|kilograms?|km|kilometres?|kilometers?|miles?)(?![a-z]))?",
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*", re.UNICODE)
@@ -215,6 +244,9 @@ def terms_of(text: str) -> TextTerms:
                 scale = ""
             value *= _SCALE.get(scale, 1.0)
             unit_text = (match.group("cur") or match.group("unit") or "").lower()
+            modifier, _, rest = unit_text.partition(" ")
+            if modifier in _DURATION_MODIFIERS:
+                unit_text = rest
             unit = _UNITS.get(unit_text) or _UNITS.get(unit_text.rstrip("s"))
             if word_number and value < 2 and not unit and not scale:
                 continue  # "one of", "zero" as a word: not a quantity claim

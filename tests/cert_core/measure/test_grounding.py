@@ -24,6 +24,14 @@ def keys(text: str, kind: str | None = None) -> list[str]:
         ("£40", "#40 gbp"),
         ("three", "#3"),
         ("0.5", "#0.5"),
+        ("5 years", "#5 year"),
+        ("a 10-year warranty", "#10 year"),
+        ("within 5 business days", "#5 day"),
+        ("30 mins", "#30 minute"),
+        ("one day", "#1 day"),
+        ("10.2 kWh", "#10.2 kwh"),
+        ("5 kW", "#5 kw"),
+        ("120 km", "#120 km"),
     ],
 )
 def test_numbers_are_values_with_units(text: str, key: str) -> None:
@@ -98,6 +106,11 @@ def test_a_wrong_number_is_unsupported_and_weighs_more_than_a_word() -> None:
 def test_a_number_in_another_unit_is_not_support() -> None:
     assert ground("It grew 12%.", "It grew by $12.").unsupported == ("12%",)
     assert ground("It grew 12.", "It grew 12%.").unsupported == ()  # no unit claimed
+    reference = "Refunds are paid within 5 business days. The warranty lasts 10 years."
+    assert ground("The warranty lasts 5 years.", reference).unsupported == ("5 years",)
+    assert ground("It has a 10-year warranty.", reference).unsupported == ()
+    assert ground("Refunds are paid within 5 days.", reference).unsupported == ()
+    assert keys("a 5 minimum order", "number") == ["#5"]  # "min" only as a word of its own
 
 
 def test_a_bare_year_is_supported_by_a_full_date() -> None:
