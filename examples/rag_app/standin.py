@@ -17,7 +17,9 @@ How it answers (both providers alike): the context is the system prompt's text a
 and the question is the last user message. Each context sentence is scored by how many content words
 (lower-cased, stop words left out, a plural ``s`` dropped) it shares with the question; the answer is
 the best sentence, verbatim, with the runner-up when that scores nearly as well: an extractive answer,
-faithful to the context.
+faithful to the context. Like a real model it reads through a typo: a question word of four letters
+or more that the context lacks counts as the context word one keystroke away (a letter dropped,
+added, replaced, or two neighbours swapped), if there is one.
 
 When the best sentence shares fewer than 2 content words with the question (fewer than 1 for a
 question with a single content word), it hallucinates as a real model can: a confident, specific,
@@ -25,6 +27,12 @@ made-up sentence that the context does not support. A question about a CEO, foun
 company's history gets "Northwind Solar was founded in 2011 by CEO Margaret Ellison in Oslo."; any
 other uncovered question gets one of a few invented facts with numbers, picked by a hash of the
 question.
+
+Token log probabilities (chat completions with ``logprobs``, and ``top_logprobs`` alternatives per
+token; streamed per chunk too) are made up, deterministically, to behave like a real model's: a
+copied sentence is near-certain (each token's logprob between -0.08 and -0.002, perplexity about
+1.04), an invented one is not (between -1.0 and -0.35, perplexity about 2). Alternatives share the
+rest of the probability, each less likely than the token chosen.
 
 Latency is simulated so recorded durations are realistic: 25 ms before the first byte and 4 ms per
 chunk of about three words (streamed or not). ``max_tokens`` / ``max_completion_tokens`` cut the
@@ -40,6 +48,7 @@ import argparse
 import base64
 import hashlib
 import json
+import math
 import re
 import struct
 import sys
@@ -78,6 +87,9 @@ _TOKEN = re.compile(r"\w+|[^\w\s]")
 _WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _CHUNK = re.compile(r"(?:\S+\s*){1,3}")
+# One token with the spaces after it, so that a reply's tokens put together give the reply.
+_TOKEN_PIECE = re.compile(r"(?:\w+|[^\w\s])\s*")
+_ALTERNATIVES = (" the", " a", ",", ".", " and", " of", " to", " is", " it", " for")
 # Words too common to say what a question is about.
 _STOP_WORD_TEXT = (
     "a about after all also an and any are as at be been but by can could did do does for from had has "
@@ -99,22 +111,76 @@ def _content_words(text: str) -> set[str]:
     return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words}
 
 
+def _one_keystroke_apart(a: str, b: str) -> bool:
+    """Whether ``b`` is ``a`` with one letter dropped, added or replaced, or two neighbours swapped."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), len(a))
+    if len(a) < len(b):
+        return a[i:] == b[i + 1 :]
+    return a[i + 1 :] == b[i + 1 :] or (a[i + 2 :] == b[i + 2 :] and a[i : i + 2] == b[i : i + 2][::-1])
+
+
+def _read_through_typos(asked: set[str], known: set[str]) -> set[str]:
+    """``asked`` with each word the context lacks (four letters or more) taken as the context word
+    one keystroke away from it, the first alphabetically when there are several."""
+    read = set()
+    for word in asked:
+        if word not in known and len(word) >= 4 and word.isalpha():
+            word = min((k for k in known if _one_keystroke_apart(word, k)), default=word)
+        read.add(word)
+    return read
+
+
 def answer_for(context: str, question: str) -> str:
     """The stand-in's reply: context sentences that share words with ``question``, or a hallucination."""
-    asked = _content_words(question)
+    return _reply(context, question)[0]
+
+
+def _reply(context: str, question: str) -> tuple[str, bool]:
+    """:func:`answer_for`, and whether the reply was copied from the context (not invented)."""
     sentences = [s.strip() for s in _SENTENCE_END.split(context) if s.strip()]
-    scored = sorted(
-        ((len(asked & _content_words(s)), i) for i, s in enumerate(sentences)), key=lambda t: (-t[0], t[1])
-    )
+    said = [_content_words(s) for s in sentences]
+    asked = _read_through_typos(_content_words(question), set().union(*said))
+    scored = sorted(((len(asked & words), i) for i, words in enumerate(said)), key=lambda t: (-t[0], t[1]))
     needed = min(2, len(asked))
     if not asked or not scored or scored[0][0] < needed:
         if asked & _FOUNDER_WORDS:
-            return FOUNDER_HALLUCINATION
+            return FOUNDER_HALLUCINATION, False
         pick = int(hashlib.sha256(question.encode()).hexdigest(), 16) % len(GENERIC_HALLUCINATIONS)
-        return GENERIC_HALLUCINATIONS[pick]
+        return GENERIC_HALLUCINATIONS[pick], False
     best = scored[0][0]
     chosen = [i for score, i in scored[:2] if score >= max(needed, best - 1)]
-    return " ".join(sentences[i] for i in sorted(chosen))
+    return " ".join(sentences[i] for i in sorted(chosen)), True
+
+
+def _token_logprobs(text: str, copied: bool, top: int, start: int = 0) -> list[dict[str, Any]]:
+    """OpenAI's ``logprobs.content`` for the tokens of ``text`` (the reply's tokens from number
+    ``start`` on): each chosen token's logprob, and ``top`` alternatives (itself first)."""
+    low, high = (-0.08, -0.002) if copied else (-1.0, -0.35)
+    content = []
+    for n, piece in enumerate(_TOKEN_PIECE.findall(text), start):
+        digest = hashlib.sha256(f"{n}:{piece}:{copied}".encode()).digest()
+        chosen = low + (high - low) * int.from_bytes(digest[:4], "big") / 0xFFFFFFFF
+        rest = 1 - math.exp(chosen)
+        others = [a for a in _ALTERNATIVES if a.strip() != piece.strip()][digest[4] % 3 :]
+        alternatives = [
+            (token, math.log(rest * 0.5 ** (i + 1))) for i, token in enumerate(others[: max(top - 1, 0)])
+        ]
+        content.append(
+            {
+                "token": piece,
+                "logprob": round(chosen, 6),
+                "bytes": list(piece.encode()),
+                "top_logprobs": [
+                    {"token": token, "logprob": round(value, 6), "bytes": list(token.encode())}
+                    for token, value in ([(piece, chosen), *alternatives] if top else [])
+                ],
+            }
+        )
+    return content
 
 
 def _texts(content: Any) -> list[str]:
@@ -328,9 +394,16 @@ class _Handler(BaseHTTPRequestHandler):
         _require(body, "openai", "model", "messages")
         texts, system, question = _conversation("openai", body)
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        text, cut = _truncate(
-            answer_for(_context(system), question), limit if isinstance(limit, int) else None
-        )
+        reply, copied = _reply(_context(system), question)
+        text, cut = _truncate(reply, limit if isinstance(limit, int) else None)
+        top = body.get("top_logprobs") if body.get("logprobs") else None
+        top = top if isinstance(top, int) else 0
+
+        def logprobs(part: str, start: int = 0) -> dict[str, Any] | None:
+            if not body.get("logprobs"):
+                return None
+            return {"content": _token_logprobs(part, copied, top, start), "refusal": None}
+
         finish = "length" if cut else "stop"
         prompt_tokens, completion_tokens = count_tokens(*texts), count_tokens(text)
         usage = {
@@ -363,7 +436,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "refusal": None,
                 "annotations": [],
             }
-            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+            choice = {"index": 0, "message": message, "logprobs": logprobs(text), "finish_reason": finish}
             payload = {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
             self._send_json("openai", 200, payload, started)
             return
@@ -373,11 +446,15 @@ class _Handler(BaseHTTPRequestHandler):
             head: dict[str, Any] = {**base, "object": "chat.completion.chunk"}
             if include_usage:
                 head["usage"] = None
-            deltas = [{"role": "assistant", "content": "", "refusal": None}] + [
-                {"content": c} for c in chunks
+            deltas: list[tuple[dict[str, Any], dict[str, Any] | None]] = [
+                ({"role": "assistant", "content": "", "refusal": None}, None)
             ]
-            for delta in deltas:
-                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+            done = 0
+            for c in chunks:
+                deltas.append(({"content": c}, logprobs(c, done)))
+                done += len(_TOKEN_PIECE.findall(c))
+            for delta, chunk_logprobs in deltas:
+                choice = {"index": 0, "delta": delta, "logprobs": chunk_logprobs, "finish_reason": None}
                 yield _sse({**head, "choices": [choice]})
                 time.sleep(standin.chunk_delay)
             yield _sse(

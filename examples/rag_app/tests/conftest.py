@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from rag_app import Provider, RagApp
@@ -20,12 +21,13 @@ for variable in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
 
 
 @pytest.fixture
-def app_for() -> Iterator[Callable[[Provider], RagApp]]:
-    """``app_for("openai")`` / ``app_for("anthropic")``: the service on that provider."""
+def app_for() -> Iterator[Callable[..., RagApp]]:
+    """``app_for("openai")`` / ``app_for("anthropic")``: the service on that provider; keyword
+    arguments go to :class:`RagApp` (``app_for("openai", logprobs=True)``)."""
     apps: list[RagApp] = []
 
-    def make(provider: Provider) -> RagApp:
-        apps.append(RagApp(provider))
+    def make(provider: Provider, **options: Any) -> RagApp:
+        apps.append(RagApp(provider, **options))
         return apps[-1]
 
     yield make
