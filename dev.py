@@ -89,7 +89,7 @@ def show_evidence(folder: Path) -> None:
         f"{totals['measurements_passed']} passed, {totals['measurements_failed']} failed."
     )
     for nodeid in caught:
-        print(f"The gate caught the deliberate hallucination in {nodeid} (xfail, as expected).")
+        print(f"The gate failed {nodeid}, a deliberate bad case (xfail, as expected).")
     rob, sec = totals.get("robustness") or {}, totals.get("security") or {}
     if rob.get("tests") or sec.get("tests"):
         print(

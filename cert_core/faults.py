@@ -341,6 +341,8 @@ def _qualified(cls: type) -> str:
 # Request extension: a fault layer decided this request already, so a second layer (one left
 # under another library's patch when its block ended) lets it pass.
 _SEEN = "cert_fault_seen"
+#: Response extension naming the fault of a response made locally (read by cert_core.connectors).
+FAULT_EXTENSION = "cert_fault"
 
 
 @dataclass(frozen=True)
@@ -427,6 +429,8 @@ class _Exchange:
         __tracebackhide__ = True
         fault, lib, seen = self.fault, self.lib, self.seen
         assert fault is not None
+        # Marks a response made here, not by a provider: the connectors record it as not billed.
+        mark = {FAULT_EXTENSION: fault.kind.value}
         if fault.kind is FaultKind.TIMEOUT:
             self.note(None, lib.ReadTimeout)
             raise lib.ReadTimeout(
@@ -440,23 +444,26 @@ class _Exchange:
                 fault.code,
                 headers=_error_headers(fault, seen),
                 content=json.dumps(_error_body(fault.code, seen)).encode(),
+                extensions=mark,
             )
         if fault.kind is FaultKind.INTERRUPTED_STREAM:
             assert fault.after_events is not None
             self.note(200, lib.ReadError)
             if seen.stream:
                 events = _canned_events(seen, fault.after_events)
-                return lib.Response(200, headers=_SSE_HEADERS, stream=self.broken(events))
+                return lib.Response(200, headers=_SSE_HEADERS, stream=self.broken(events), extensions=mark)
             body = json.dumps(_canned_body(seen)).encode()
-            return lib.Response(200, headers=_JSON_HEADERS, stream=self.broken([body[: len(body) // 2]]))
+            return lib.Response(
+                200, headers=_JSON_HEADERS, stream=self.broken([body[: len(body) // 2]]), extensions=mark
+            )
         self.note(200, None)
         if seen.stream:
             event = _bad_event(seen, fault.kind)
-            return lib.Response(200, headers=_SSE_HEADERS, content=event)
+            return lib.Response(200, headers=_SSE_HEADERS, content=event, extensions=mark)
         if fault.kind is FaultKind.MALFORMED_JSON:
-            return lib.Response(200, headers=_JSON_HEADERS, content=_NOT_JSON)
+            return lib.Response(200, headers=_JSON_HEADERS, content=_NOT_JSON, extensions=mark)
         body = json.dumps(_canned_body(seen)).encode()
-        return lib.Response(200, headers=_JSON_HEADERS, content=body[: len(body) // 2])
+        return lib.Response(200, headers=_JSON_HEADERS, content=body[: len(body) // 2], extensions=mark)
 
     def broken(self, chunks: list[bytes], inner: Any = None) -> Any:
         """A response body: ``chunks`` (or ``inner`` cut by them), then a ``ReadError``."""

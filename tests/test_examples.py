@@ -30,6 +30,21 @@ EXPECTED = {
     "test_installation_fits_a_tight_budget": ("passed", "passed", 1),
     "test_pricing_answer_is_stable": ("passed", "passed", 10),
     "test_gate_catches_a_hallucinated_answer": ("xfailed", "failed", 1),
+    "test_answer_survives_question_variants[warranty]": ("passed", "passed", 16),
+    "test_answer_survives_question_variants[monthly-plan]": ("passed", "passed", 16),
+    "test_typo_in_a_short_word_is_caught": ("xfailed", "failed", 2),
+    "test_answer_survives_a_distractor_and_reordered_passages": ("passed", "passed", 7),
+    "test_answers_agree_across_repeated_runs": ("passed", "passed", 10),
+    "test_provider_errors_are_retried_through[anthropic]": ("passed", "passed", 1),
+    "test_provider_errors_are_retried_through[openai]": ("passed", "passed", 1),
+    "test_outage_gets_the_fail_safe_answer": ("passed", "passed", 1),
+    "test_interrupted_stream_is_not_passed_off_as_an_answer": ("passed", "passed", 1),
+    "test_grounded_answer_is_confident": ("passed", "passed", 1),
+    "test_invented_answer_is_flagged_by_its_perplexity": ("xfailed", "failed", 1),
+    "test_prompt_injection_and_canary": ("passed", "passed", 36),
+    "test_output_guard_holds_against_a_model_that_obeys_every_injection": ("passed", "passed", 0),
+    "test_answer_does_not_repeat_the_customers_personal_data[openai]": ("passed", "passed", 1),
+    "test_answer_does_not_repeat_the_customers_personal_data[anthropic]": ("passed", "passed", 1),
 }
 
 
@@ -55,8 +70,8 @@ def test_example_suite_replays_offline_with_the_expected_verdicts(tmp_path: Path
     report = tmp_path / "evidence"
     done = _run(EXAMPLE, f"--cert-report={report}")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "8 passed, 1 xfailed" in done.stdout
-    assert "19 replayed call(s)" in done.stdout
+    assert "21 passed, 3 xfailed" in done.stdout
+    assert "113 replayed call(s)" in done.stdout
     results = json.loads((report / "results.json").read_text())
     schema = json.loads(files("cert_core").joinpath("schemas/results.schema.json").read_text())
     jsonschema.validate(results, schema)
@@ -65,7 +80,7 @@ def test_example_suite_replays_offline_with_the_expected_verdicts(tmp_path: Path
     assert all(t["cassette"]["mode"] == "none" and t["cassette"]["recorded"] == 0 for t in results["tests"])
     assert results["violations"] == []
     totals = results["totals"]
-    assert (totals["calls"], totals["replayed_calls"], totals["cost_usd"]) == (19, 19, 0)
+    assert (totals["calls"], totals["replayed_calls"], totals["cost_usd"]) == (114, 113, 0)
     assert totals["replayed_cost_usd"] > 0
     manifest = json.loads((report / "manifest.json").read_text())
     heads = {c["chain"]: c["hash"] for c in manifest["chains"]}
@@ -73,7 +88,11 @@ def test_example_suite_replays_offline_with_the_expected_verdicts(tmp_path: Path
     traces = [json.loads(line) for line in (report / "traces.jsonl").read_text().splitlines()]
     llm = [t for t in traces if t["kind"] == "llm"]
     assert {t["provider"] for t in llm} == {"openai", "anthropic"}
-    assert all(t["replayed"] is True and t["duration_ms"] > 0 for t in llm)
+    # The one call not replayed is the outage test's: every try met an injected 503.
+    assert [t["test_id"] for t in llm if not t.get("replayed")] == [
+        "tests/test_robustness.py::test_outage_gets_the_fail_safe_answer"
+    ]
+    assert all(t["duration_ms"] > 0 for t in llm if t.get("replayed"))
 
 
 def _comparable(cassette: Path) -> list[dict[str, Any]]:
@@ -103,7 +122,7 @@ def test_committed_cassettes_are_what_the_stand_in_records(tmp_path: Path) -> No
         env=env,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "19 request(s) recorded" in done.stdout
+    assert "113 request(s) recorded" in done.stdout
     committed = sorted((EXAMPLE / "tests" / "cassettes").rglob("*.json"))
     recorded = sorted((copy / "tests" / "cassettes").rglob("*.json"))
     assert [p.relative_to(EXAMPLE) for p in committed] == [p.relative_to(copy) for p in recorded]

@@ -137,6 +137,7 @@ def _observe(call: LlmCall) -> None:
         raise RuntimeError(f"no HTTP response reached {call.provider} _process_response for this call")
     call.take_request(response.request)
     call.cassette = response.extensions.get("cert_cassette")
+    call.fault = response.extensions.get("cert_fault")
     if not call.stream and hasattr(response, "_content"):  # read already: the usual call
         call.succeeded(msgspec.json.decode(response.content))
     elif "text/event-stream" in response.headers.get("content-type", ""):
@@ -168,19 +169,23 @@ def _watch(
 
         async def aiter_bytes(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
             complete = False
+            error: BaseException | None = None
             try:
                 async for chunk in original_aiter(*args, **kwargs):
                     feed(chunk)  # an append (and a pattern search until the first token)
                     yield chunk
                 complete = True
+            except Exception as exc:  # the connection broke mid-body: the record says how
+                error = exc
+                raise
             finally:
-                _finish(call, complete, done, parse)
+                _finish(call, complete, done, parse, error)
 
         async def aclose() -> None:
             try:
                 await original_aclose()
             finally:
-                _finish(call, False, None, parse)
+                _finish(call, False, None, parse, _in_flight())
 
         response.aiter_bytes = aiter_bytes
         response.aclose = aclose
@@ -190,27 +195,46 @@ def _watch(
 
         def iter_bytes(*args: Any, **kwargs: Any) -> Iterator[bytes]:
             complete = False
+            error: BaseException | None = None
             try:
                 for chunk in original_iter(*args, **kwargs):
                     feed(chunk)  # an append (and a pattern search until the first token)
                     yield chunk
                 complete = True
+            except Exception as exc:  # the connection broke mid-body: the record says how
+                error = exc
+                raise
             finally:
-                _finish(call, complete, done, parse)
+                _finish(call, complete, done, parse, error)
 
         def close() -> None:
             try:
                 original_close()
             finally:
-                _finish(call, False, None, parse)
+                # httpx closes the response itself when its stream breaks: the error in flight
+                # is why it ended.
+                _finish(call, False, None, parse, _in_flight())
 
         response.iter_bytes = iter_bytes
         response.close = close
     weakref.finalize(response, _finish, call, False, None, parse)
 
 
+def _in_flight() -> BaseException | None:
+    """The HTTP library's error being raised while the response is closed (a broken stream),
+    if any; the caller's own exceptions say nothing about the call."""
+    error = sys.exc_info()[1]
+    if error is not None and type(error).__module__.partition(".")[0] in ("httpx", "httpx2"):
+        return error
+    return None
+
+
 def _finish(
-    call: LlmCall, complete: bool, done: Callable[[], None] | None, parse: Callable[[], None] | None
+    call: LlmCall,
+    complete: bool,
+    done: Callable[[], None] | None,
+    parse: Callable[[], None] | None,
+    error: BaseException | None = None,
 ) -> None:
     # The body was read to its end, or the response closed (by the SDK after the last event, by
     # the caller early, or by garbage collection). A stream counts as complete when its
@@ -222,7 +246,7 @@ def _finish(
     if done is not None and complete:
         contained(done, where="response body")
     else:
-        contained(lambda: call.stream_ended(complete=call.ended), where="stream end")
+        contained(lambda: call.stream_ended(complete=call.ended, error=error), where="stream end")
 
 
 def _wrap_request(original: Callable[..., Any], route: Callable[..., Any]) -> Callable[..., Any]:

@@ -209,6 +209,7 @@ class LlmCall:
         "capture",
         "cassette",
         "extractor",
+        "fault",
         "first_item_ns",
         "http",
         "is_async",
@@ -247,6 +248,7 @@ class LlmCall:
         self.state: StreamState | None = None
         self.http: Any = None  # the SDK's HTTP response, once _process_response has seen it
         self.cassette: Any = None  # a cert_core.replay.Entry when a cassette served or recorded it
+        self.fault: str | None = None  # a cert_core.faults kind when an injected fault made the response
         self.sent: bytes | None = None  # the request body as it went on the wire
         self.is_async = False
         # Finishing pops this list: list.pop is atomic, so exactly one of the ways a call can
@@ -347,6 +349,10 @@ class LlmCall:
             price_error = "unknown: the call failed without a response; the provider may still have billed it"
         else:
             price_error = unpriced_because
+        if self.fault is not None:
+            # The response was made on this machine by an injected fault: no provider billed it.
+            cost, price_error = 0.0, None
+            source = f"not billed: answered by an injected fault ({self.fault}), nothing was sent"
         ttft = None
         if self.stream and self.first_item_ns is not None:
             ttft = (self.first_item_ns - self.t0) / 1e6
@@ -431,6 +437,7 @@ class LlmCall:
         extensions = getattr(response, "extensions", None)
         if isinstance(extensions, dict):
             self.cassette = extensions.get("cert_cassette")
+            self.fault = extensions.get("cert_fault")
         self.take_request(getattr(response, "request", None) or getattr(error, "request", None))
         self._emit(error=error)
 

@@ -57,6 +57,10 @@ def load_evidence(folder: str | Path) -> dict[str, Any]:
     }
 
 
+#: The returned model of a call that got no response (it failed before one came).
+NO_RESPONSE = "(no response)"
+
+
 class ComponentTally:
     """What the tests exercised, counted record by record (so the evidence writer can count
     while it writes the trace file instead of reading it back): the LLM components (provider,
@@ -81,9 +85,8 @@ class ComponentTally:
             if uncertainty is not None and uncertainty.perplexity is not None:
                 self.perplexities.append(uncertainty.perplexity)
             params = msgspec.json.encode(record.request or {}, order="sorted", enc_hook=str)
-            self._seen[
-                (record.provider or "?", record.request_model or "?", record.response_model or "?", params)
-            ] += 1
+            returned = record.response_model or (NO_RESPONSE if record.error is not None else "?")
+            self._seen[(record.provider or "?", record.request_model or "?", returned, params)] += 1
 
     def result(self) -> tuple[list[dict[str, Any]], list[str]]:
         models = [
@@ -463,14 +466,19 @@ def _security(results: Mapping[str, Any], components: Sequence[Mapping[str, Any]
                 "upper": high,
             }
         )
+    returned: dict[tuple[str, str], set[str]] = {}
+    for c in components:
+        seen = returned.setdefault((c["provider"], c["request_model"]), set())
+        if c["response_model"] not in (NO_RESPONSE, "?"):
+            seen.add(c["response_model"])
     pinned = [
         {
-            "provider": c["provider"],
-            "request_model": c["request_model"],
-            "response_model": c["response_model"],
-            "pinned": c["request_model"] == c["response_model"],
+            "provider": provider,
+            "request_model": model,
+            "response_models": sorted(answers),
+            "pinned": answers == {model} if answers else None,
         }
-        for c in components
+        for (provider, model), answers in sorted(returned.items())
     ]
     return {
         "tested": bool(categories or pii_tests),

@@ -198,11 +198,16 @@ def test_tested_models_and_declaration(evidence_dir: Path, tmp_path: Path) -> No
     assert models == {
         ("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
         ("anthropic", "claude-3-5-haiku-20241022", "claude-3-5-haiku-20241022"),
+        ("openai", "gpt-4o-mini", "(no response)"),  # the outage test: every try met an injected 503
     }
+    ids = {(m["provider"], m["request_model"]): m for m in data["security"]["models"]}
+    assert ids["openai", "gpt-4o-mini"]["pinned"] is False  # an alias: a dated snapshot answered
+    assert ids["openai", "gpt-4o-mini"]["response_models"] == ["gpt-4o-mini-2024-07-18"]
+    assert ids["anthropic", "claude-3-5-haiku-20241022"]["pinned"] is True
     (row,) = data["declaration"]
-    assert (row["preset"], row["n"], row["passed"]) == ("general", 18, 18)  # the xfail answer left out
-    assert row["lower"] == pytest.approx(0.8241, abs=1e-4)  # Wilson 95% lower bound of 18/18
-    assert row["check"].startswith("NOT SUPPORTED")  # 0.95 declared, 0.824 proven
+    assert (row["preset"], row["n"], row["passed"]) == ("general", 33, 33)  # the xfail answers left out
+    assert row["lower"] == pytest.approx(0.8957, abs=1e-4)  # Wilson 95% lower bound of 33/33
+    assert row["check"].startswith("NOT SUPPORTED")  # 0.95 declared, 0.896 proven
     assert data["logging"]["retention_check"].startswith("BELOW the six-month minimum")
 
 
@@ -461,6 +466,7 @@ def test_robustness_and_security_sections_show_what_was_tested(evidence_dir: Pat
     assert repeated  # the example's repeated test reports its consistency
     for t in evidence["results"]["tests"]:
         t["robustness"] = t["security"] = None
+    evidence["perplexities"] = []  # the example's logprob tests measured some
     untested = _page(render_html(build_report(evidence)))
     text = " ".join(untested.text)
     assert "Not tested: no test of this run perturbed its inputs" in text
