@@ -178,6 +178,10 @@ def security_line(totals: Mapping[str, Any]) -> str:
     return f"security (Art. 15(5)): {s['tests']} test(s): " + ", ".join(parts)
 
 
+#: Per-test rows in summary.md (also the GitHub job summary); failed tests come first.
+SUMMARY_ROWS = 50
+
+
 def summary_markdown(results: Mapping[str, Any], sections: Iterable[tuple[str, str]] = ()) -> str:
     """The run in Markdown: totals, per-test rows, violations, and extra sections."""
     totals = results["totals"]
@@ -213,7 +217,12 @@ def summary_markdown(results: Mapping[str, Any], sections: Iterable[tuple[str, s
             "| test | confidence | threshold | verdict | calls | tokens | cost | slowest call |",
             "|---|---:|---:|---|---:|---:|---:|---:|",
         ]
-        for t in results["tests"]:
+        tests = results["tests"]
+        if len(tests) > SUMMARY_ROWS:  # failures first; every test stays in results.json and the report
+            failed = [t for t in tests if t["verdict"] == "failed" and t["outcome"] != "xfailed"]
+            rest = [t for t in tests if not (t["verdict"] == "failed" and t["outcome"] != "xfailed")]
+            tests = (failed + rest)[:SUMMARY_ROWS]
+        for t in tests:
             measured = [m["confidence"] for m in t["measurements"] if m["confidence"] is not None]
             confidence = f"{min(measured):.3f}" if measured else "-"
             if t["statistical"]:
@@ -224,6 +233,11 @@ def summary_markdown(results: Mapping[str, Any], sections: Iterable[tuple[str, s
                 f"| `{_cell(t['nodeid'])}` | {confidence} | {_threshold(t['threshold'])} | {t['verdict']} | "
                 f"{t['calls']} | {t['input_tokens'] + t['output_tokens']:,} | {format_usd(t['cost_usd'])} | "
                 f"{latency} |"
+            )
+        if len(results["tests"]) > len(tests):
+            more = len(results["tests"]) - len(tests)
+            lines.append(
+                f"\n{more:,} more test(s) not shown here: every test is in results.json and the report."
             )
         lines.append("")
     if results["violations"]:

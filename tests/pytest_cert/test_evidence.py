@@ -370,3 +370,19 @@ def test_manifest_metric_definitions_match_the_loaded_presets() -> None:
     assert {name: (p["threshold"], p["weights"]) for name, p in definitions["presets"].items()} == {
         name: (p.threshold, p.weights) for name, p in PRESETS.items()
     }
+
+
+def test_a_large_suites_summary_lists_failures_first_and_says_how_many_are_left_out(
+    project: pytest.Pytester, evidence: Any
+) -> None:
+    body = "".join(f"\ndef test_{i:03d}(cert_trace):\n    assert cert_trace.calls == 0\n" for i in range(60))
+    body += "\nimport pytest\n@pytest.mark.cert(budget_usd=0)\ndef test_over(cert_trace, client):\n"
+    body += "    from conftest import ask\n    ask(client)\n"
+    project.makepyfile(test_many=body)
+    project.runpytest().assert_outcomes(passed=60, failed=1)
+    summary = evidence.path("summary.md").read_text()
+    rows = [line for line in summary.splitlines() if line.startswith("| `")]
+    assert len(rows) == 50
+    assert rows[0].startswith("| `test_many.py::test_over` |")
+    assert "11 more test(s) not shown here: every test is in results.json and the report." in summary
+    assert len(evidence.results()["tests"]) == 61
