@@ -371,7 +371,7 @@ def _robustness(results: Mapping[str, Any], uncertainty: dict[str, Any]) -> dict
                 if c["drop"] is not None:
                     k["drops"].append(c["drop"])
                 if c["verdict"] in ("failed", "error"):
-                    failures.append({"nodeid": t["nodeid"], **c})
+                    failures.append({"nodeid": t["nodeid"], "expected": t["outcome"] == "xfailed", **c})
         if rob.get("consistency"):
             consistency.append({"nodeid": t["nodeid"], **rob["consistency"]})
         for log in rob.get("faults") or []:
@@ -415,6 +415,7 @@ def _fault_row(log: Mapping[str, Any]) -> dict[str, Any]:
         "injected": sum(kinds.values()),
         "kinds": ", ".join(f"{k} x{n}" if n > 1 else k for k, n in sorted(kinds.items())) or "-",
         "requests": log.get("requests_seen", 0),
+        "answered": len(log.get("passed_through") or []),
         "unused": len(log.get("unused") or []),
         "recovered": log.get("recovered"),
         "raised": raised if isinstance(raised, str) or raised is None else str(raised),

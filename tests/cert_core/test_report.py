@@ -563,6 +563,7 @@ def test_robustness_and_security_sections_show_what_was_tested(evidence_dir: Pat
     assert rb["failures_total"] == 2
     assert rb["faults"][0]["kinds"] == "status 429 x2, timeout"
     assert (rb["faults"][0]["requests"], rb["faults"][0]["recovered"]) == (4, True)
+    assert rb["faults"][0]["answered"] == 0  # no passed_through in this log
     override = next(c for c in sc["categories"] if c["category"] == "instruction_override")
     assert override["clause"] == "adversarial examples / model evasion"
     assert override["rate"] == pytest.approx(0.2)
