@@ -61,14 +61,17 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_rng.seed)
 
 
+# bytes.hex() is about twice as fast as "%032x" formatting; these run once or twice per call.
+
+
 def new_trace_id() -> str:
     """A random W3C trace id: 32 lowercase hex digits, never all zero."""
-    return "%032x" % (_rng.getrandbits(128) or 1)
+    return (_rng.getrandbits(128) or 1).to_bytes(16, "big").hex()
 
 
 def new_span_id() -> str:
     """A random W3C span id: 16 lowercase hex digits, never all zero."""
-    return "%016x" % (_rng.getrandbits(64) or 1)
+    return (_rng.getrandbits(64) or 1).to_bytes(8, "big").hex()
 
 
 _last_second: tuple[int, str] = (-1, "")
@@ -77,11 +80,12 @@ _last_second: tuple[int, str] = (-1, "")
 def format_timestamp(ns: int) -> str:
     """UTC ISO 8601 with microseconds and a ``Z`` suffix, from nanoseconds since the epoch."""
     global _last_second
-    seconds, micros = divmod(ns // 1000, 1_000_000)
+    micros = ns // 1000
     cached = _last_second  # one read: another thread may replace it, never half-update it
-    if cached[0] != seconds:
+    if cached[0] != micros // 1_000_000:
+        seconds = micros // 1_000_000
         cached = _last_second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
-    return f"{cached[1]}.{micros:06d}Z"
+    return f"{cached[1]}.{micros % 1_000_000:06d}Z"
 
 
 def parse_timestamp(value: str) -> datetime:
