@@ -374,8 +374,9 @@ def _normalised(answer: str) -> str:
 def consistency(measurements: Sequence[tuple[Any, Mapping[str, Any]]], runs: int) -> dict[str, Any] | None:
     """How much repeated runs agree: the share of runs giving the most common answer (compared
     after case folding and with punctuation and spacing ignored), how many different answers
-    there were, and the spread of the runs' scores (each run's lowest confidence). ``None``
-    when no run was measured. ``measurements``: ``(Measurement, meta)`` pairs whose meta has
+    there were, and the spread of the runs' scores (each run's lowest confidence). Answers are
+    compared on the text kept in the results (their first 500 characters). ``None`` when no run
+    was measured. ``measurements``: ``(Measurement, meta)`` pairs whose meta has
     the ``run`` index and the ``answer`` text."""
     answers: dict[int, str] = {}
     scores: dict[int, float] = {}
