@@ -162,6 +162,8 @@ def robustness_line(totals: Mapping[str, Any]) -> str:
         parts.append(f"{r['repeated_tests']} repeated test(s)")
     if r["fault_injections"]:
         parts.append(f"{r['fault_injections']} fault injection(s)")
+    if r.get("logprob_calls"):
+        parts.append(f"{r['logprob_calls']} call(s) with token logprobs")
     return f"robustness (Art. 15(4)): {r['tests']} test(s): " + ", ".join(parts)
 
 

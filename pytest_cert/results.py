@@ -97,6 +97,9 @@ def robustness_totals(tests: list[dict[str, Any]]) -> dict[str, int]:
         "variants_failed": sum(1 for c in checks if c["verdict"] in ("failed", "error")),
         "repeated_tests": sum(1 for t in tests if (t.get("robustness") or {}).get("consistency")),
         "fault_injections": sum(len((t.get("robustness") or {}).get("faults") or []) for t in tests),
+        "logprob_calls": sum(
+            ((t.get("robustness") or {}).get("uncertainty") or {}).get("measured", 0) for t in tests
+        ),
     }
 
 

@@ -213,11 +213,40 @@ def cassette_name(item: pytest.Item) -> str:
     return safe + ".json"
 
 
+def _uncertainty(state: TestState) -> dict[str, Any] | None:
+    """The perplexity of the test's calls that returned token logprobs (and the bound, if any)."""
+    bound = state.options.max_perplexity if "max_perplexity" in state.options.given else None
+    calls = measured = 0
+    worst = total = 0.0
+    for r in state.records:
+        if r.kind == "llm":
+            calls += 1
+            if r.uncertainty is not None:
+                measured += 1
+                total += r.uncertainty.perplexity
+                worst = max(worst, r.uncertainty.perplexity)
+    if not measured and bound is None:
+        return None
+    return {
+        "calls": calls,
+        "measured": measured,
+        "max_perplexity": worst if measured else None,
+        "mean_perplexity": total / measured if measured else None,
+        "bound": bound,
+    }
+
+
 def _robustness(state: TestState) -> dict[str, Any] | None:
     """What the test showed of Art. 15(4) robustness; ``None`` when it tested none of it."""
-    if not (state.perturbations or state.consistency or state.faults):
+    uncertainty = _uncertainty(state)
+    if not (state.perturbations or state.consistency or state.faults or uncertainty):
         return None
-    return {"perturbations": state.perturbations, "consistency": state.consistency, "faults": state.faults}
+    return {
+        "perturbations": state.perturbations,
+        "consistency": state.consistency,
+        "faults": state.faults,
+        "uncertainty": uncertainty,
+    }
 
 
 def _security(state: TestState) -> dict[str, Any] | None:
@@ -1231,6 +1260,9 @@ def _junit_properties(result: dict[str, Any]) -> list[tuple[str, object]]:
         if robustness["faults"]:
             injected = sum(len(log.get("injected") or []) for log in robustness["faults"])
             props.append(("cert.faults.injected", injected))
+        uncertainty = robustness["uncertainty"]
+        if uncertainty and uncertainty["max_perplexity"] is not None:
+            props.append(("cert.uncertainty.max_perplexity", f"{uncertainty['max_perplexity']:.6f}"))
     if security:
         if security["probes"]:
             props.append(("cert.security.probes", sum(r["overall"]["probes"] for r in security["probes"])))

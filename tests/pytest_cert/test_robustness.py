@@ -197,6 +197,7 @@ def test_summary_junit_and_totals_carry_robustness_and_security(
         "variants_failed": 0,
         "repeated_tests": 0,
         "fault_injections": 0,
+        "logprob_calls": 0,
     }
     assert totals["security"]["pii_checked"] == 1
     summary = evidence.path("summary.md").read_text()
@@ -297,8 +298,10 @@ def test_max_perplexity_gates_calls_with_logprobs_and_says_when_not_measured(
             ask(client_for(None))
         """
     )
-    result = project.runpytest("-W", "default")
+    result = project.runpytest("-W", "default", "--junitxml=junit.xml")
     result.assert_outcomes(passed=2, failed=1, warnings=1)
+    junit = (project.path / "junit.xml").read_text()
+    assert '<property name="cert.uncertainty.max_perplexity" value="4.953' in junit
     result.stdout.fnmatch_lines(
         [
             "*CertGateError: perplexity 4.953 > max_perplexity 1.5 (cert marker): openai/gpt-4o-mini, "
@@ -306,7 +309,19 @@ def test_max_perplexity_gates_calls_with_logprobs_and_says_when_not_measured(
             "*max_perplexity: 1 of 1 call(s) returned no token logprobs, not measured*",
         ]
     )
-    assert evidence.test("test_unsure")["violations"][0]["kind"] == "uncertainty"
+    unsure = evidence.test("test_unsure")
+    assert unsure["violations"][0]["kind"] == "uncertainty"
+    assert unsure["robustness"]["uncertainty"] == {
+        "calls": 1,
+        "measured": 1,
+        "max_perplexity": pytest.approx(4.953, abs=1e-3),
+        "mean_perplexity": pytest.approx(4.953, abs=1e-3),
+        "bound": 1.5,
+    }
+    unmeasured = evidence.test("test_without_logprobs")["robustness"]["uncertainty"]
+    assert (unmeasured["measured"], unmeasured["max_perplexity"], unmeasured["bound"]) == (0, None, 1.5)
+    assert evidence.results()["totals"]["robustness"]["logprob_calls"] == 2
+    result.stdout.fnmatch_lines(["robustness (Art. 15(4)): 3 test(s): 2 call(s) with token logprobs; *"])
     report = evidence.path("report.html").read_text()
     assert "2 of 3 call(s) returned token logprobs" in report
     strict = project.runpytest("--cert-strict", "-k", "without")
