@@ -161,17 +161,29 @@ _HINTS = tuple(
         (r"\+\d", 2, 40),
         ("::", 40, 40),
         (r":[0-9A-Fa-f]{1,4}:", 40, 40),
-        (r"\d[\d .()/-]{5,}\d", 16, 16),
     )
 )
+# A run of 7+ digits and separators. Searched on a copy where every ASCII digit is "0", so the
+# pattern starts with a literal and the scan skips ahead as fast as for "@" (a pattern starting
+# with a class tests every position). Latin-1 with "replace" keeps one byte per character, so
+# offsets stay the text's; digits outside ASCII are not hints.
+_DIGIT_RUN = re.compile(rb"0[0 .()/-]{5,}0")
+_ZERO_DIGITS = bytes.maketrans(b"0123456789", b"0" * 10)
+_DIGIT_CONTEXT = 16
 
 
 def _windows(text: str) -> list[tuple[int, int]]:
-    spans = sorted(
+    spans = [
         (max(0, hint.start() - before), min(len(text), hint.end() + after))
         for pattern, before, after in _HINTS
         for hint in pattern.finditer(text)
+    ]
+    zeroed = text.encode("latin-1", "replace").translate(_ZERO_DIGITS)
+    spans += (
+        (max(0, hint.start() - _DIGIT_CONTEXT), min(len(text), hint.end() + _DIGIT_CONTEXT))
+        for hint in _DIGIT_RUN.finditer(zeroed)
     )
+    spans.sort()
     merged: list[tuple[int, int]] = []
     for start, end in spans:
         if merged and start <= merged[-1][1]:

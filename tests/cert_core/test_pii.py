@@ -59,3 +59,15 @@ def test_findings_are_masked_and_counted() -> None:
     assert count_pii(text) == {"email": 2, "card": 1}
     assert mask("123") == "***"
     assert find_pii(text, kinds=("card",))[0].kind == "card"
+
+
+def test_positions_hold_after_text_outside_latin_1() -> None:
+    """Digit runs are looked for in a one-byte-per-character copy of the text: findings after
+    emoji, CJK or Cyrillic text must still sit where the value is."""
+    prefix = "Заказ 注文 \U0001f600 ok: "
+    text = prefix + "card 4111 1111 1111 1111 and 123-45-6789."
+    found = find_pii(text)
+    assert [(f.kind, text[f.start : f.end]) for f in found] == [
+        ("card", "4111 1111 1111 1111"),
+        ("national_id", "123-45-6789"),
+    ]
