@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import enum
 import fnmatch
-import importlib
 import json
 import re
 import sys
@@ -845,19 +844,6 @@ def _transport_class(lib: Any) -> type:
     return FaultTransport
 
 
-def _libraries() -> list[Any]:
-    libs = []
-    for name in ("httpx2", "httpx"):
-        module = sys.modules.get(name)
-        if module is None:
-            try:
-                module = importlib.import_module(name)
-            except ImportError:
-                continue
-        libs.append(module)
-    return libs
-
-
 def _install() -> None:
     """Put the fault layer on the clients' ``_transport_for_url``, above the cassette layer.
 
@@ -866,7 +852,7 @@ def _install() -> None:
     global _replay_installed_by_us
     from . import replay
 
-    libs = _libraries()
+    libs = replay._libraries()  # the HTTP libraries the cassette layer patches too
     classes = [cls for lib in libs for cls in (lib.Client, lib.AsyncClient)]
     before = [cls.__dict__["_transport_for_url"] for cls in classes]
     replay.install()
