@@ -353,7 +353,7 @@ def _uncertainty(perplexities: Sequence[float], llm_calls: int) -> dict[str, Any
 def _robustness(results: Mapping[str, Any], uncertainty: dict[str, Any]) -> dict[str, Any]:
     """Art. 15(4): perturbation drops by kind, the failed variants, repeat-run consistency,
     fault injection, and token-logprob uncertainty, gathered from every test."""
-    kinds: dict[str, dict[str, Any]] = {}
+    by_kind: dict[str, list[Mapping[str, Any]]] = {}
     failures: list[dict[str, Any]] = []
     consistency: list[dict[str, Any]] = []
     faults: list[dict[str, Any]] = []
@@ -361,36 +361,14 @@ def _robustness(results: Mapping[str, Any], uncertainty: dict[str, Any]) -> dict
         rob = t.get("robustness") or {}
         for run in rob.get("perturbations") or []:
             for c in run["checks"]:
-                k = kinds.setdefault(
-                    c["perturbation"],
-                    {"perturbation": c["perturbation"], "variants": 0, "drops": [], "max_drops": set()},
-                )
-                k["variants"] += 1
-                k[c["verdict"]] = k.get(c["verdict"], 0) + 1
-                k["max_drops"].add(c["max_drop"])
-                if c["drop"] is not None:
-                    k["drops"].append(c["drop"])
+                by_kind.setdefault(c["perturbation"], []).append(c)
                 if c["verdict"] in ("failed", "error"):
                     failures.append({"nodeid": t["nodeid"], "expected": t["outcome"] == "xfailed", **c})
         if rob.get("consistency"):
             consistency.append({"nodeid": t["nodeid"], **rob["consistency"]})
         for log in rob.get("faults") or []:
             faults.append({"nodeid": t["nodeid"], "outcome": t["outcome"], **_fault_row(log)})
-    rows = []
-    for k in kinds.values():
-        drops = k.pop("drops")
-        rows.append(
-            {
-                **k,
-                "max_drops": sorted(k["max_drops"]),
-                "passed": k.get("passed", 0),
-                "failed": k.get("failed", 0),
-                "error": k.get("error", 0),
-                "not_measured": k.get("not measured", 0),
-                "mean_drop": sum(drops) / len(drops) if drops else None,
-                "largest_drop": max(drops) if drops else None,
-            }
-        )
+    rows = [_perturbation_row(kind, checks) for kind, checks in by_kind.items()]
     return {
         "tested": bool(rows or consistency or faults or uncertainty["measured"]),
         "perturbations": rows,
@@ -399,6 +377,23 @@ def _robustness(results: Mapping[str, Any], uncertainty: dict[str, Any]) -> dict
         "consistency": consistency,
         "faults": faults,
         "uncertainty": uncertainty,
+    }
+
+
+def _perturbation_row(kind: str, checks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The checks of one perturbation kind, over all tests: verdicts and drops."""
+    verdicts = Counter(c["verdict"] for c in checks)
+    drops = [c["drop"] for c in checks if c["drop"] is not None]
+    return {
+        "perturbation": kind,
+        "variants": len(checks),
+        "max_drops": sorted({c["max_drop"] for c in checks}),
+        "passed": verdicts["passed"],
+        "failed": verdicts["failed"],
+        "error": verdicts["error"],
+        "not_measured": verdicts["not measured"],
+        "mean_drop": sum(drops) / len(drops) if drops else None,
+        "largest_drop": max(drops) if drops else None,
     }
 
 
