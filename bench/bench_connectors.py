@@ -6,24 +6,23 @@ Every call goes through the real SDK over an in-process mock transport, so what 
 SDK's own work plus the instrumentation's; cert_core writes its records to a trace file, as in real
 use, and OpenLLMetry exports its spans to memory.
 
-Method. Each instrumentation runs in its own worker process, set up once as in real use, and times
-batches of calls after a warm-up; the workers run in rotating order, round after round, and a
-figure is the median over rounds of (worker's median time per call - bare worker's). Switching
-instrumentation on and off inside one process would measure the cost of switching (class
-attributes rewritten, Python's specialised bytecode thrown away), not the steady state; and
-OpenLLMetry's ``uninstrument`` leaves its wrappers in place, so it cannot be switched at all.
+Method. cert_core's figures come from one process per workload that switches the
+instrumentation on and off between single calls (``instrument()`` / ``uninstrument()``, outside
+the timed call), in the order bare, instrumented, instrumented, bare, ..., for thousands of pairs:
+each pair's difference shares the machine's state of the moment (this shared virtual machine's
+speed drifts by a third over a day, and separate processes differ by more than the overhead
+itself), and a control run with nothing switched on measures a few microseconds. Records go to
+the default trace file, as in production (``cert_core.configure(log_path=...)``); they are built
+in batches (``cert_core.flush_records``), so most calls carry only their own share and one in 64
+carries the batch: the median is the typical call, the mean (also printed) includes the batches.
+OpenLLMetry's ``uninstrument`` leaves its wrappers in place, so it cannot be switched off: it is
+compared process against process with the bare SDK, in rotating order, median over rounds.
 
 ``--instructions`` instead counts the CPU instructions of an OpenAI call with valgrind's callgrind
 (deterministic, about ten minutes): a worker makes 10 calls, another 70, with the garbage
 collector off, and the difference divided by 60 is the cost of one call, bare and instrumented.
 Its last line is JSON with ``instructions_per_call_bare``, ``instructions_per_call_cert`` and
 ``extra_instructions_pct``.
-
-``--in-situ`` times cert_core's own code inside each instrumented call (every piece of it runs
-through ``contained()`` or the stream collector's ``feed``, both wrapped with a clock) in one
-process with the trace file writer on, and prints the median per call: ``in_situ_openai_us``,
-``in_situ_anthropic_us``, ``in_situ_stream_chunk_us``. It resolves what the process comparison
-cannot on a noisy machine, but leaves out indirect costs (caches, the garbage collector).
 
 Figures (last line, JSON): ``openai_overhead_us`` and ``anthropic_overhead_us`` (median extra time
 per non-streamed call), ``stream_chunk_overhead_us`` (per chunk of a 101-chunk OpenAI stream),
@@ -55,17 +54,9 @@ def batch_us(fn: Callable[[], object], batch: int) -> float:
     return (time.perf_counter_ns() - t0) / batch / 1000
 
 
-class FileRecorder:
-    def __init__(self, path: Path) -> None:
-        import cert_core
-
-        self.writer = cert_core.TraceWriter(path)
-
-    def record(self, record: object) -> None:
-        self.writer.write(record)  # type: ignore[arg-type]
-
-
 class ListRecorder:
+    cert_deferred = True  # takes records built in batches, as the trace file does
+
     def __init__(self, kept: list[object]) -> None:
         self.kept = kept
 
@@ -73,9 +64,7 @@ class ListRecorder:
         self.kept.append(record)
 
 
-def worker(
-    mode: str, workload: str, calls: int, *, count_only: bool = False, spent: list[int] | None = None
-) -> None:
+def worker(mode: str, workload: str, calls: int, *, count_only: bool = False) -> None:
     """One measuring process; prints its median time per call over batches."""
     import anthropic
     import httpx2
@@ -99,13 +88,13 @@ def worker(
     if mode == "cert" and count_only:
         # Records kept in memory: a file writer's background flusher would add instructions in
         # proportion to valgrind's (very long) run time, not to the calls. Writing costs what
-        # bench_store.py measures.
+        # bench_store.py measures. The recorder takes records built in batches, as a file does.
         kept: list[object] = []
         cert_core.add_recorder(ListRecorder(kept))
         cert_core.instrument()
-    elif mode == "cert":
-        recorder = FileRecorder(Path(tempfile.mkdtemp()) / "traces.jsonl")
-        cert_core.add_recorder(recorder)
+    elif mode in ("cert", "toggle"):
+        trace_file = Path(tempfile.mkdtemp()) / "traces.jsonl"
+        cert_core.configure(log_path=trace_file)
         cert_core.instrument()
     elif mode == "openllmetry":
         from opentelemetry.instrumentation.openai import OpenAIInstrumentor
@@ -141,17 +130,10 @@ def worker(
         for _ in range(calls):
             fake.requests.clear()
             call()
+        cert_core.flush_records()  # the records still waiting are built: every call is counted
         return
-    if spent is not None:  # --in-situ: the time our code took inside each call
-        for _ in range(max(10, calls // 5)):
-            call()
-        own = []
-        for _ in range(calls):
-            fake.requests.clear()
-            spent[0] = 0
-            call()
-            own.append(spent[0] / 1000)
-        print(statistics.median(own))
+    if mode == "toggle":  # cert_core switched on and off between single calls
+        print(json.dumps(toggled(call, fake, trace_file, calls)))
         return
     batch = 10 if workload != "stream" else 2
     for _ in range(max(10, calls // 5)):
@@ -163,10 +145,65 @@ def worker(
     if exporter is not None:
         assert len(exporter.get_finished_spans()) >= calls, "OpenLLMetry made no spans for these calls"
     if mode == "cert":
-        recorder.writer.close()
-        assert recorder.writer.stats.written >= calls, recorder.writer.stats
+        cert_core.configure(log_path=None)  # builds the waiting records and closes the file
+        with trace_file.open("rb") as lines:
+            assert sum(1 for _ in lines) >= calls, trace_file
         assert cert_core.instrumentation_stats().errors == 0, cert_core.instrumentation_stats()
     print(statistics.median(samples))
+
+
+TOGGLE_PAIRS = {"openai": 4000, "anthropic": 4000, "stream": 1000}
+
+
+def toggled(call: Callable[[], object], fake: Any, trace_file: Path, pairs: int) -> dict[str, Any]:
+    """Pairs of single calls, bare and instrumented, in the order ABBA ABBA ... (see the method)."""
+    import cert_core
+
+    clock = time.perf_counter_ns
+    for switch in (cert_core.instrument, cert_core.uninstrument):  # warm both ways
+        switch()
+        for _ in range(50):
+            call()
+    diffs: list[float] = []
+    bare: list[float] = []
+    instrumented = 50
+    for pair in range(pairs):
+        took = {}
+        for mode in ("bare", "cert") if pair % 2 == 0 else ("cert", "bare"):
+            if mode == "cert":
+                cert_core.instrument()
+                instrumented += 1
+            else:
+                cert_core.uninstrument()
+            t0 = clock()
+            call()
+            took[mode] = (clock() - t0) / 1000
+            fake.requests.clear()
+        diffs.append(took["cert"] - took["bare"])
+        bare.append(took["bare"])
+    cert_core.uninstrument()
+    cert_core.configure(log_path=None)  # builds the waiting records and closes the file
+    with trace_file.open("rb") as lines:
+        written = sum(1 for _ in lines)
+    assert written == instrumented, f"{written} records for {instrumented} instrumented calls"
+    assert cert_core.instrumentation_stats().errors == 0, cert_core.instrumentation_stats()
+    return {
+        "median_us": statistics.median(diffs),
+        "mean_us": statistics.fmean(diffs),
+        "bare_us": statistics.median(bare),
+        "pairs": pairs,
+    }
+
+
+def run_toggle(workload: str, pairs: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", "toggle", "--workload", workload, "--calls", str(pairs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(out.splitlines()[-1])
+    return result
 
 
 def run_worker(mode: str, workload: str, calls: int) -> float:
@@ -224,61 +261,6 @@ def count_instructions() -> None:
     print(json.dumps(figures))
 
 
-IN_SITU_CALLS = 2000
-
-
-def in_situ(calls: int = IN_SITU_CALLS) -> None:
-    """Time our own code inside instrumented calls (one process, the trace file writer on).
-
-    Every piece of instrumentation work that runs inside a call goes through ``contained()``
-    (call start, response, stream end) or the stream collector's ``feed`` (per chunk); both are
-    wrapped with a clock here. What this leaves out is small (two context-variable operations and
-    one generator frame per chunk); what it shows is the cost that the per-process comparison
-    cannot resolve on a noisy machine.
-    """
-    calls_of = {"openai": calls, "anthropic": calls, "stream": max(20, calls // 10)}
-    per_call: dict[str, float] = {}
-    for workload, n in calls_of.items():
-        out = subprocess.run(
-            [sys.executable, __file__, "--in-situ-worker", workload, "--calls", str(n)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        per_call[workload] = float(out.split()[-1])
-    figures = {
-        "in_situ_openai_us": round(per_call["openai"], 1),
-        "in_situ_anthropic_us": round(per_call["anthropic"], 1),
-        "in_situ_stream_chunk_us": round(per_call["stream"] / STREAM_CHUNKS, 2),
-    }
-    print("bench_connectors --in-situ: median time spent in cert_core's code per call (trace file on)")
-    for key, value in figures.items():
-        print(f"{key:28} {value:>10}")
-    print(json.dumps(figures))
-
-
-def in_situ_worker(workload: str, calls: int) -> None:
-    import cert_core.connectors as connectors
-    from cert_core.connectors import _EventCollector
-
-    spent = [0]
-    clock = time.perf_counter_ns
-
-    def timed(fn: Callable[..., Any]) -> Callable[..., Any]:
-        def run(*args: Any, **kwargs: Any) -> Any:
-            t0 = clock()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                spent[0] += clock() - t0
-
-        return run
-
-    connectors.contained = timed(connectors.contained)  # type: ignore[assignment]
-    _EventCollector.feed = timed(_EventCollector.feed)  # type: ignore[method-assign]
-    worker("cert", workload, calls, spent=spent)
-
-
 def has_openllmetry() -> bool:
     try:
         import opentelemetry.instrumentation.openai
@@ -291,16 +273,10 @@ def has_openllmetry() -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9, help="Rounds of worker processes (default 9)")
-    parser.add_argument("--worker", choices=["bare", "cert", "openllmetry"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["bare", "cert", "openllmetry", "toggle"], help=argparse.SUPPRESS)
     parser.add_argument("--workload", choices=list(WORKLOADS), help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=200, help=argparse.SUPPRESS)
     parser.add_argument("--count-only", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--in-situ-worker", choices=list(WORKLOADS), help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--in-situ",
-        action="store_true",
-        help="Time cert_core's own code inside each instrumented call instead",
-    )
     parser.add_argument(
         "--instructions", action="store_true", help="Count CPU instructions per call with valgrind instead"
     )
@@ -308,14 +284,8 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.workload, args.calls, count_only=args.count_only)
         return
-    if args.in_situ_worker:
-        in_situ_worker(args.in_situ_worker, args.calls)
-        return
     if args.instructions:
         count_instructions()
-        return
-    if args.in_situ:
-        in_situ()
         return
 
     import anthropic
@@ -324,43 +294,49 @@ def main() -> None:
     otel = has_openllmetry()
     if not otel:
         print("OpenLLMetry not installed (pip install -e '.[bench]'): its column is left empty")
-    extra: dict[tuple[str, str], list[float]] = {}
-    bare: dict[str, list[float]] = {w: [] for w in WORKLOADS}
-    for workload, calls in WORKLOADS.items():
-        modes = ["bare", "cert"] + (["openllmetry"] if workload == "openai" and otel else [])
-        for round_ in range(args.rounds):
-            order = modes[round_ % len(modes) :] + modes[: round_ % len(modes)]
-            times = {mode: run_worker(mode, workload, calls) for mode in order}
-            bare[workload].append(times["bare"])
-            for mode in modes[1:]:
-                extra.setdefault((workload, mode), []).append(times[mode] - times["bare"])
-
-    def med(key: tuple[str, str]) -> float | None:
-        return statistics.median(extra[key]) if key in extra else None
-
-    stream = med(("stream", "cert"))
-    otel_extra = med(("openai", "openllmetry"))
+    ours = {workload: run_toggle(workload, TOGGLE_PAIRS[workload]) for workload in WORKLOADS}
+    # OpenLLMetry cannot be switched off again (its uninstrument leaves the wrappers in place):
+    # it is compared process against process, bare and instrumented in rotating order.
+    otel_extra: list[float] = []
+    otel_bare: list[float] = []
+    for round_ in range(args.rounds if otel else 0):
+        order = ("bare", "openllmetry") if round_ % 2 == 0 else ("openllmetry", "bare")
+        times = {mode: run_worker(mode, "openai", WORKLOADS["openai"]) for mode in order}
+        otel_extra.append(times["openllmetry"] - times["bare"])
+        otel_bare.append(times["bare"])
     figures = {
-        "openai_overhead_us": round(med(("openai", "cert")) or 0.0, 1),
-        "anthropic_overhead_us": round(med(("anthropic", "cert")) or 0.0, 1),
-        "stream_chunk_overhead_us": round((stream or 0.0) / STREAM_CHUNKS, 2),
-        "openllmetry_overhead_us": None if otel_extra is None else round(otel_extra, 1),
+        "openai_overhead_us": round(ours["openai"]["median_us"], 1),
+        "anthropic_overhead_us": round(ours["anthropic"]["median_us"], 1),
+        "stream_chunk_overhead_us": round(ours["stream"]["median_us"] / STREAM_CHUNKS, 2),
+        "openllmetry_overhead_us": round(statistics.median(otel_extra), 1) if otel_extra else None,
+        # The mean includes the calls that built a batch of records (see the method).
+        "openai_mean_overhead_us": round(ours["openai"]["mean_us"], 1),
+        "anthropic_mean_overhead_us": round(ours["anthropic"]["mean_us"], 1),
+        "stream_chunk_mean_overhead_us": round(ours["stream"]["mean_us"] / STREAM_CHUNKS, 2),
     }
     print(
-        f"bench_connectors: openai {openai.__version__}, anthropic {anthropic.__version__}, "
-        f"{args.rounds} rounds of one process per instrumentation"
+        f"bench_connectors: openai {openai.__version__}, anthropic {anthropic.__version__}; cert_core "
+        "switched on and off between single calls (pairs), OpenLLMetry process against process "
+        f"({len(otel_extra)} rounds)"
     )
-    print(f"{'figure':28} {'measured':>10} {'bare SDK call':>14} {'target':>10}")
-    rows = [
-        ("openai_overhead_us", statistics.median(bare["openai"]), "<= 50"),
-        ("anthropic_overhead_us", statistics.median(bare["anthropic"]), "<= 50"),
-        ("stream_chunk_overhead_us", statistics.median(bare["stream"]) / STREAM_CHUNKS, "<= 2"),
-        ("openllmetry_overhead_us", statistics.median(bare["openai"]), "> ours"),
-    ]
-    for key, base, target in rows:
-        value = figures[key]
-        shown = "n/a" if value is None else value
-        print(f"{key:28} {shown:>10} {base:>12.1f}us {target:>10}")
+    print(f"{'figure':28} {'median':>8} {'mean':>8} {'bare SDK call':>14} {'pairs':>6} {'target':>8}")
+    per_chunk = {"stream": STREAM_CHUNKS}
+    for workload, key, target in (
+        ("openai", "openai_overhead_us", "<= 50"),
+        ("anthropic", "anthropic_overhead_us", "<= 50"),
+        ("stream", "stream_chunk_overhead_us", "<= 2"),
+    ):
+        scale = per_chunk.get(workload, 1)
+        row = ours[workload]
+        print(
+            f"{key:28} {row['median_us'] / scale:>8.2f} {row['mean_us'] / scale:>8.2f} "
+            f"{row['bare_us'] / scale:>12.1f}us {row['pairs']:>6} {target:>8}"
+        )
+    otel_value = figures["openllmetry_overhead_us"]
+    otel_base = statistics.median(otel_bare) if otel_bare else 0.0
+    shown = "n/a" if otel_value is None else f"{otel_value:.2f}"
+    rounds = len(otel_extra)
+    print(f"{'openllmetry_overhead_us':28} {shown:>8} {'':>8} {otel_base:>12.1f}us {rounds:>6} {'> ours':>8}")
     print(json.dumps(figures))
 
 

@@ -14,6 +14,8 @@ A failing recorder never breaks the traced code: its exception is counted in
 
 from __future__ import annotations
 
+import atexit
+import collections
 import contextvars
 import dataclasses
 import functools
@@ -30,6 +32,7 @@ from typing import Any, Protocol, TypeVar, overload
 
 import msgspec
 
+from . import _store
 from ._records import SCHEMA, CallError, TraceRecord, format_timestamp, new_span_id, new_trace_id
 from ._store import TraceWriter
 
@@ -38,9 +41,13 @@ __all__ = [
     "Recorder",
     "RecordingStats",
     "Span",
+    "active_recorders",
     "add_recorder",
     "configure",
     "current_span",
+    "defer",
+    "deliver",
+    "flush_records",
     "record_call",
     "recording",
     "recording_stats",
@@ -152,6 +159,7 @@ def _note_problem(kind: str, message: str) -> None:
 def configure(*, log_path: str | os.PathLike[str] | None) -> None:
     """Set the default trace file (used when no recorder is active); ``None`` restores the default."""
     global _default_writer, _default_path
+    flush_records()  # records of calls made so far go to the file they were made for
     with _registry_lock:
         writer, _default_writer = _default_writer, None
         _default_path = Path(log_path) if log_path is not None else None
@@ -180,14 +188,127 @@ def _default_sink() -> TraceWriter:
     return writer
 
 
+def active_recorders() -> tuple[Recorder, ...]:
+    """The recorders a record made now in this context goes to (empty: the default file)."""
+    recorders = _context_recorders.get()
+    return recorders + _global_recorders if _global_recorders else recorders
+
+
+class Deferred(Protocol):
+    """A finished call whose record is built later (see :func:`defer`)."""
+
+    recorders: tuple[Recorder, ...]
+
+    def build(self) -> TraceRecord | None:
+        """Make the record (never raises; ``None`` when it could not be made)."""
+        ...
+
+
+# Finished LLM calls whose records are still to be built, oldest first; see defer().
+_pending: collections.deque[Deferred] = collections.deque()
+_drain_lock = threading.RLock()  # reentrant: a recorder may itself record
+#: Pending calls that make the thread finishing the next one build them all.
+PENDING_LIMIT = 64
+
+
+def deferrable(recorders: tuple[Recorder, ...]) -> bool:
+    """Whether records for ``recorders`` may be built later: only recorders that declare
+    ``cert_deferred = True`` (trace writers; the default file) accept a record after the call
+    returned. A list of a user's gets it before the call returns, as always."""
+    return all(getattr(recorder, "cert_deferred", False) is True for recorder in recorders)
+
+
+def defer(call: Deferred) -> None:
+    """Queue a finished call: its record is built with others, in a batch.
+
+    Building a record (decoding the response, pricing, serialising) inside every call runs on
+    caches that the SDK's own work has just filled: it costs several times what the same work
+    costs in a batch. Records are built, in the order the calls finished, when
+    :data:`PENDING_LIMIT` calls are waiting, before any record made on the spot (``@trace``,
+    an error) is delivered, by the trace files' background flusher within a tenth of a second,
+    by :func:`flush_records`, and at exit. Each record keeps the times of its call.
+    """
+    _pending.append(call)
+    if len(_pending) >= PENDING_LIMIT:
+        flush_records()
+    elif not _watching:
+        _watch()
+
+
+_watching = False  # the trace files' background flusher runs and builds waiting records
+
+
+def _watch() -> None:
+    global _watching
+    _watching = True
+    _store._ensure_flusher()
+
+
+def flush_records() -> None:
+    """Build and deliver the records of every finished call still waiting (see :func:`defer`)."""
+    global _draining
+    if not _pending and not _draining:
+        return
+    with _drain_lock:  # a second caller waits until the calls the first took are delivered
+        _draining += 1
+        try:
+            _drain()
+        finally:
+            _draining -= 1
+
+
+_draining = 0  # threads building records now (one may have taken the last waiting call)
+
+
+def _drain() -> None:
+    while True:
+        try:
+            call = _pending.popleft()
+        except IndexError:
+            return
+        try:
+            record = call.build()
+        except Exception as exc:  # build() contains its own problems; this is the last guard
+            _note_problem("recorder", f"a deferred record could not be built: {type(exc).__name__}: {exc}")
+            continue
+        if record is not None:
+            deliver(record, call.recorders)
+
+
+def _forget_pending_in_child() -> None:
+    global _drain_lock, _watching
+    _pending.clear()  # the parent delivers its own calls' records
+    _drain_lock = threading.RLock()
+    _watching = False
+
+
+_store.before_flush_hook = flush_records
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pending_in_child)
+
+
+@atexit.register
+def _flush_records_at_exit() -> None:
+    # Registered after the trace store's exit handler, so it runs before the files are closed.
+    flush_records()
+
+
 def record_call(record: TraceRecord, *, writer: TraceWriter | None = None) -> None:
     """Route a finished record to the active recorders (or the default file) and to ``writer``.
 
     Connectors and ``@trace`` call this; it never raises.
     """
-    recorders = _context_recorders.get()
-    if _global_recorders:
-        recorders += _global_recorders
+    if _pending:  # records of calls that finished earlier go first
+        flush_records()
+    deliver(record, active_recorders(), writer=writer)
+
+
+def deliver(
+    record: TraceRecord, recorders: tuple[Recorder, ...], *, writer: TraceWriter | None = None
+) -> None:
+    """Hand ``record`` to ``recorders`` (none: the default file) and to ``writer``; never raises."""
     for recorder in recorders:
         try:
             recorder.record(record)

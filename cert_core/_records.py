@@ -29,6 +29,7 @@ __all__ = [
     "TraceRecord",
     "Usage",
     "check_formats",
+    "format_span_times",
     "format_timestamp",
     "from_legacy",
     "json_fallback",
@@ -77,15 +78,33 @@ def new_span_id() -> str:
 _last_second: tuple[int, str] = (-1, "")
 
 
+def _second(seconds: int) -> tuple[int, str]:
+    global _last_second
+    cached = _last_second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return cached
+
+
 def format_timestamp(ns: int) -> str:
     """UTC ISO 8601 with microseconds and a ``Z`` suffix, from nanoseconds since the epoch."""
-    global _last_second
-    micros = ns // 1000
+    seconds, micros = divmod(ns // 1000, 1_000_000)
     cached = _last_second  # one read: another thread may replace it, never half-update it
-    if cached[0] != micros // 1_000_000:
-        seconds = micros // 1_000_000
-        cached = _last_second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
-    return f"{cached[1]}.{micros % 1_000_000:06d}Z"
+    if cached[0] != seconds:
+        cached = _second(seconds)
+    return "%s.%06dZ" % (cached[1], micros)  # noqa: UP031 (a quarter faster than an f-string)
+
+
+def format_span_times(start_ns: int, duration_ns: int) -> tuple[str, str]:
+    """``(start_time, end_time)`` of a span, as :func:`format_timestamp` writes them; a span
+    within one second (nearly all) formats its second once."""
+    seconds, start_us = divmod(start_ns // 1000, 1_000_000)
+    end_us = start_us + (start_ns % 1000 + duration_ns) // 1000
+    cached = _last_second
+    if cached[0] != seconds:
+        cached = _second(seconds)
+    start = "%s.%06dZ" % (cached[1], start_us)  # noqa: UP031 (a quarter faster than an f-string)
+    if 0 <= end_us < 1_000_000:
+        return start, "%s.%06dZ" % (cached[1], end_us)  # noqa: UP031
+    return start, format_timestamp(start_ns + duration_ns)
 
 
 def parse_timestamp(value: str) -> datetime:

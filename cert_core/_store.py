@@ -106,6 +106,10 @@ class TraceWriter:
     (``<path>.lock``, POSIX only).
     """
 
+    #: A writer takes records after the call that made them returned (cert_core's recording
+    #: builds them in batches, see ``cert_core.flush_records``); :meth:`flush` delivers them first.
+    cert_deferred = True
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -203,13 +207,20 @@ class TraceWriter:
             with self._lock:
                 self._flush_locked()
 
+    def record(self, record: TraceRecord) -> None:
+        """:meth:`write`, under the name recorders use (``cert_core.add_recorder(writer)``)."""
+        self.write(record)
+
     def flush(self) -> None:
-        """Write everything queued to the file (and fsync it under the ``flush``/``always`` policy)."""
+        """Write everything queued to the file (and fsync it under the ``flush``/``always`` policy),
+        records of finished calls still being built included."""
+        _before_flush()
         with self._lock:
             self._flush_locked()
 
     def close(self) -> None:
         """Flush and close the file. Idempotent; later writes are counted as dropped."""
+        _before_flush()
         with self._lock:
             if self._closed:
                 return
@@ -380,9 +391,21 @@ def _ensure_flusher() -> None:
             _flusher.start()
 
 
+#: Set by cert_core's recording: builds the records of finished calls (never raises). Runs
+#: before a flush, never under a writer's lock (building a record writes it).
+before_flush_hook: Callable[[], None] | None = None
+
+
+def _before_flush() -> None:
+    hook = before_flush_hook
+    if hook is not None:
+        hook()
+
+
 def _flush_idle_writers() -> None:
     while not _shutting_down:
         time.sleep(0.1)
+        _before_flush()
         now = monotonic()
         for writer in list(_live_writers):
             if writer._flush_due(now):

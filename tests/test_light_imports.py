@@ -79,6 +79,7 @@ def test_public_api_is_pinned() -> None:
             "configure",
             "configure_prices",
             "current_span",
+            "flush_records",
             "format_timestamp",
             "from_legacy",
             "instrument",

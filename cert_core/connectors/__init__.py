@@ -20,14 +20,13 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import re
 import sys
 import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
-
-import msgspec
 
 from ._call import (
     CaptureMode,
@@ -36,6 +35,7 @@ from ._call import (
     LlmCall,
     contained,
     instrumentation_stats,
+    note_problem,
 )
 from ._extract import ANTHROPIC_MESSAGES, OPENAI_EXTRACTORS
 
@@ -109,60 +109,50 @@ def _begin(route: Callable[..., Any], client: Any, options: Any) -> LlmCall | No
     return LlmCall(provider, extractor, body if isinstance(body, dict) else {}, capture=_capture, model=model)
 
 
-class _EventCollector:
-    """The raw bytes of a server-sent-event stream, kept as the SDK reads them; parsed at the end."""
-
-    __slots__ = ("call", "chunks", "first_token")
-
-    def __init__(self, call: LlmCall) -> None:
-        self.call = call
-        self.chunks: list[bytes] = []
-        self.first_token = call.extractor.first_token
-
-    def feed(self, data: bytes) -> None:
-        self.chunks.append(data)
-        if self.first_token is not None and self.first_token.search(data):
-            self.call.first_item_ns = time.perf_counter_ns()
-            self.first_token = None
-
-    def parse(self) -> None:
-        self.call.take_events(b"".join(self.chunks))
-        self.chunks.clear()
-
-
 def _observe(call: LlmCall) -> None:
     # Let go of the response: a finalizer below waits for it to be collected, and holds the call.
     response, call.http = call.http, None
     if response is None:
         raise RuntimeError(f"no HTTP response reached {call.provider} _process_response for this call")
     call.take_request(response.request)
-    call.cassette = response.extensions.get("cert_cassette")
-    call.fault = response.extensions.get("cert_fault")
+    extensions = response.extensions
+    if extensions:
+        call.cassette = extensions.get("cert_cassette")
+        call.fault = extensions.get("cert_fault")
     if not call.stream and hasattr(response, "_content"):  # read already: the usual call
-        call.succeeded(msgspec.json.decode(response.content))
+        call.succeeded(response.content)
     elif "text/event-stream" in response.headers.get("content-type", ""):
-        events = _EventCollector(call)
-        _watch(call, response, events.feed, parse=events.parse)
+        _watch(call, response, [], call.extractor.first_token, events=True)
     elif call.stream:
         call.unreadable(f"stream format {response.headers.get('content-type')!r} is not server-sent events")
     else:  # with_streaming_response: the body is read later, when the caller asks for it
         chunks: list[bytes] = []
 
         def done() -> None:
-            call.succeeded(msgspec.json.decode(b"".join(chunks)))
+            call.succeeded(b"".join(chunks))
 
-        _watch(call, response, chunks.append, done=done)
+        _watch(call, response, chunks, None, done=done)
 
 
 def _watch(
     call: LlmCall,
     response: Any,
-    feed: Callable[[bytes], None],
+    chunks: list[bytes],
+    first_token: re.Pattern[bytes] | None,
     *,
     done: Callable[[], None] | None = None,
-    parse: Callable[[], None] | None = None,
+    events: bool = False,
 ) -> None:
-    """Observe the decoded body bytes of ``response`` as the SDK iterates them."""
+    """Keep the decoded body bytes of ``response`` in ``chunks`` as the SDK iterates them.
+
+    Per chunk that is one list append: until ``first_token`` shows in a chunk (the time to first
+    token is taken then), also one pattern search. When the body ends, ``done`` runs (a body read
+    to its end), or, for server-sent ``events`` and any body cut short, the call ends as a stream
+    with the bytes read so far.
+    """
+    kept = chunks if events else None
+    keep = chunks.append
+    clock = time.perf_counter_ns
     if call.is_async:
         original_aiter = response.aiter_bytes
         original_aclose = response.aclose
@@ -170,22 +160,26 @@ def _watch(
         async def aiter_bytes(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
             complete = False
             error: BaseException | None = None
+            pattern = first_token
             try:
                 async for chunk in original_aiter(*args, **kwargs):
-                    feed(chunk)  # an append (and a pattern search until the first token)
+                    keep(chunk)
+                    if pattern is not None and pattern.search(chunk):
+                        call.first_item_ns = clock()
+                        pattern = None
                     yield chunk
                 complete = True
             except Exception as exc:  # the connection broke mid-body: the record says how
                 error = exc
                 raise
             finally:
-                _finish(call, complete, done, parse, error)
+                _finish(call, complete, done, kept, error)
 
         async def aclose() -> None:
             try:
                 await original_aclose()
             finally:
-                _finish(call, False, None, parse, _in_flight())
+                _finish(call, False, None, kept, _in_flight())
 
         response.aiter_bytes = aiter_bytes
         response.aclose = aclose
@@ -197,15 +191,24 @@ def _watch(
             complete = False
             error: BaseException | None = None
             try:
-                for chunk in original_iter(*args, **kwargs):
-                    feed(chunk)  # an append (and a pattern search until the first token)
+                source = original_iter(*args, **kwargs)
+                if first_token is not None:
+                    for chunk in source:
+                        keep(chunk)
+                        if first_token.search(chunk):
+                            call.first_item_ns = clock()
+                            yield chunk
+                            break
+                        yield chunk
+                for chunk in source:  # the rest, if the first token came before the end
+                    keep(chunk)
                     yield chunk
                 complete = True
             except Exception as exc:  # the connection broke mid-body: the record says how
                 error = exc
                 raise
             finally:
-                _finish(call, complete, done, parse, error)
+                _finish(call, complete, done, kept, error)
 
         def close() -> None:
             try:
@@ -213,11 +216,11 @@ def _watch(
             finally:
                 # httpx closes the response itself when its stream breaks: the error in flight
                 # is why it ended.
-                _finish(call, False, None, parse, _in_flight())
+                _finish(call, False, None, kept, _in_flight())
 
         response.iter_bytes = iter_bytes
         response.close = close
-    weakref.finalize(response, _finish, call, False, None, parse)
+    weakref.finalize(response, _finish, call, False, None, kept)
 
 
 def _in_flight() -> BaseException | None:
@@ -233,7 +236,7 @@ def _finish(
     call: LlmCall,
     complete: bool,
     done: Callable[[], None] | None,
-    parse: Callable[[], None] | None,
+    events: list[bytes] | None,
     error: BaseException | None = None,
 ) -> None:
     # The body was read to its end, or the response closed (by the SDK after the last event, by
@@ -241,18 +244,22 @@ def _finish(
     # terminal event arrived ([DONE], message_stop, response.completed), whichever way it ended.
     if call.finished:
         return
-    if parse is not None:
-        contained(parse, where="stream events")
-    if done is not None and complete:
+    if events is None and done is not None and complete:
         contained(done, where="response body")
     else:
-        contained(lambda: call.stream_ended(complete=call.ended, error=error), where="stream end")
+        data = b"".join(events) if events else b""
+        contained(call.stream_ended, data, error, where="stream end")
 
 
 def _wrap_request(original: Callable[..., Any], route: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def request(self: Any, cast_to: Any, options: Any, *args: Any, **kwargs: Any) -> Any:
-        call = contained(_begin, route, self, options, where="call start")
+        # contained() written out: this runs on every call of the SDK
+        try:
+            call = _begin(route, self, options)
+        except Exception as exc:
+            note_problem(exc, "call start")
+            call = None
         if call is None:
             return original(self, cast_to, options, *args, **kwargs)
         token = _current.set(call)
@@ -263,7 +270,10 @@ def _wrap_request(original: Callable[..., Any], route: Callable[..., Any]) -> Ca
             raise
         finally:
             _current.reset(token)
-        contained(_observe, call, where="call result")
+        try:
+            _observe(call)
+        except Exception as exc:
+            note_problem(exc, "call result")
         return result
 
     request.__cert_original__ = original  # type: ignore[attr-defined]
@@ -273,7 +283,11 @@ def _wrap_request(original: Callable[..., Any], route: Callable[..., Any]) -> Ca
 def _wrap_async_request(original: Callable[..., Any], route: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     async def request(self: Any, cast_to: Any, options: Any, *args: Any, **kwargs: Any) -> Any:
-        call = contained(_begin, route, self, options, where="call start")
+        try:
+            call = _begin(route, self, options)
+        except Exception as exc:
+            note_problem(exc, "call start")
+            call = None
         if call is None:
             return await original(self, cast_to, options, *args, **kwargs)
         call.is_async = True
@@ -285,7 +299,10 @@ def _wrap_async_request(original: Callable[..., Any], route: Callable[..., Any])
             raise
         finally:
             _current.reset(token)
-        contained(_observe, call, where="call result")
+        try:
+            _observe(call)
+        except Exception as exc:
+            note_problem(exc, "call result")
         return result
 
     request.__cert_original__ = original  # type: ignore[attr-defined]

@@ -21,8 +21,17 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 
 from .._pricing import price_call
-from .._recording import record_call, start_span
-from .._records import SCHEMA, CallError, TraceRecord, Usage, format_timestamp, json_fallback
+from .._recording import active_recorders, current_span, defer, deferrable, deliver, flush_records
+from .._records import (
+    SCHEMA,
+    CallError,
+    TraceRecord,
+    Usage,
+    format_span_times,
+    json_fallback,
+    new_span_id,
+    new_trace_id,
+)
 from ..uncertainty import Uncertainty, logprob_stats
 
 __all__ = [
@@ -165,6 +174,12 @@ class Extractor(Protocol):
 
     def request_input(self, body: Mapping[str, Any]) -> Any: ...
 
+    def read(self, content: bytes) -> Any:
+        """Decode a complete response body for :meth:`response` and :meth:`logprobs` (a typed
+        form where the extractor has one, else plain JSON); raises ``msgspec.DecodeError``
+        for a body that is not JSON."""
+        ...
+
     def response(self, result: Any) -> tuple[Any, Usage | None, list[str] | None, str | None]:
         """``(output, usage, finish_reasons, response_model)`` of a complete response."""
         ...
@@ -208,16 +223,19 @@ class LlmCall:
         "body",
         "capture",
         "cassette",
+        "end_ns",
         "extractor",
         "fault",
         "first_item_ns",
         "http",
         "is_async",
+        "job",
         "model",
+        "parent",
         "pending",
         "provider",
+        "recorders",
         "sent",
-        "span",
         "start_ns",
         "state",
         "stream",
@@ -241,7 +259,7 @@ class LlmCall:
         model_param = body.get("model")
         self.model = model or (model_param if type(model_param) is str else None)
         self.stream = body.get("stream") is True
-        self.span = start_span()
+        self.parent = current_span()  # the ids of this call's own span are drawn with its record
         self.start_ns = time.time_ns()
         self.t0 = time.perf_counter_ns()
         self.first_item_ns: int | None = None
@@ -251,6 +269,9 @@ class LlmCall:
         self.fault: str | None = None  # a cert_core.faults kind when an injected fault made the response
         self.sent: bytes | None = None  # the request body as it went on the wire
         self.is_async = False
+        self.recorders = active_recorders()  # where the record goes: decided where the call is made
+        self.end_ns = 0  # perf_counter_ns() when the call finished
+        self.job: tuple[str, Any] | None = None  # what build() makes the record from
         # Finishing pops this list: list.pop is atomic, so exactly one of the ways a call can
         # end (response, error, stream end, close, garbage collection) writes its record.
         self.pending = [True]
@@ -311,7 +332,41 @@ class LlmCall:
             return False
         return True
 
-    def _emit(
+    def _finish_later(self, kind: str, payload: Any) -> None:
+        """The call finished: its record is built now or, where its recorders accept it later,
+        in a batch with others (``cert_core._recording.defer``)."""
+        self.end_ns = time.perf_counter_ns()
+        self.job = (kind, payload)
+        entry = self.cassette
+        recorders = self.recorders
+        # A cassette being recorded waits for the call's usage and cost: those are built now.
+        later = not recorders or deferrable(recorders)
+        if later and self.fault is None and (entry is None or entry.replayed):
+            defer(self)
+            return
+        record = self.build()
+        if record is not None:
+            self._send(record)
+
+    def build(self) -> TraceRecord | None:
+        """The record of the finished call (once; ``None`` after, or when it cannot be made)."""
+        job, self.job = self.job, None
+        if job is None:
+            return None
+        kind, payload = job
+        try:
+            if kind == "response":
+                return self._response_record(payload)
+            return self._stream_record(*payload)
+        except Exception as exc:
+            note_problem(exc, f"{self.provider} {self.extractor.operation} record")
+            return None
+
+    def _send(self, record: TraceRecord) -> None:
+        flush_records()  # records of calls that finished earlier go first (nothing when none wait)
+        deliver(record, self.recorders)
+
+    def _record(
         self,
         *,
         output: Any = None,
@@ -323,8 +378,8 @@ class LlmCall:
         usage_estimated: bool | None = None,
         uncertainty: Uncertainty | None = None,
         unpriced_because: str = "the provider reported no token usage",
-    ) -> None:
-        duration_ns = time.perf_counter_ns() - self.t0
+    ) -> TraceRecord:
+        duration_ns = self.end_ns - self.t0
         model = response_model or self.model
         cost: float | None = None
         source: str | None = None
@@ -376,13 +431,15 @@ class LlmCall:
                     call_ms=duration_ns / 1e6,
                     ttft_ms=ttft,
                 )
-        record = TraceRecord(
+        start_time, end_time = format_span_times(self.start_ns, duration_ns)
+        parent = self.parent
+        return TraceRecord(
             schema=SCHEMA,
-            trace_id=self.span.trace_id,
-            span_id=self.span.span_id,
-            parent_span_id=self.span.parent_span_id,
-            start_time=format_timestamp(self.start_ns),
-            end_time=format_timestamp(self.start_ns + duration_ns),
+            trace_id=new_trace_id() if parent is None else parent.trace_id,
+            span_id=new_span_id(),
+            parent_span_id=None if parent is None else parent.span_id,
+            start_time=start_time,
+            end_time=end_time,
             duration_ms=duration_ns / 1e6,
             kind="llm",
             provider=self.provider,
@@ -405,15 +462,21 @@ class LlmCall:
             request=self._request_params(body),
             replayed=replayed,
         )
-        record_call(record)
 
-    def succeeded(self, result: Any) -> None:
-        """A complete (non-streamed) response."""
-        if not self._claim():
-            return
+    def succeeded(self, content: bytes) -> None:
+        """A complete (non-streamed) response, its body as received."""
+        if self._claim():
+            self._finish_later("response", content)
+
+    def _response_record(self, content: bytes) -> TraceRecord:
+        try:
+            result = self.extractor.read(content)
+        except msgspec.DecodeError as exc:
+            note_problem(exc, f"{self.provider} {self.extractor.operation} response body")
+            return self._record(unpriced_because=f"usage unknown: the response body is not JSON ({exc})")
         output, usage, finish_reasons, response_model = self.extractor.response(result)
         logprobs = contained(self.extractor.logprobs, result, where="response logprobs")
-        self._emit(
+        return self._record(
             output=output,
             usage=usage,
             finish_reasons=finish_reasons,
@@ -433,19 +496,21 @@ class LlmCall:
     def failed(self, error: BaseException) -> None:
         if not self._claim():
             return
+        self.end_ns = time.perf_counter_ns()
         response = getattr(error, "response", None)
         extensions = getattr(response, "extensions", None)
         if isinstance(extensions, dict):
             self.cassette = extensions.get("cert_cassette")
             self.fault = extensions.get("cert_fault")
         self.take_request(getattr(response, "request", None) or getattr(error, "request", None))
-        self._emit(error=error)
+        self._send(self._record(error=error))
 
     def unreadable(self, why: str) -> None:
         """A response we cannot read (an unknown stream format): recorded, with usage unknown."""
         if not self._claim():
             return
-        self._emit(unpriced_because=f"usage unknown: {why}")
+        self.end_ns = time.perf_counter_ns()
+        self._send(self._record(unpriced_because=f"usage unknown: {why}"))
         note_problem(RuntimeError(why), f"{self.provider} {self.extractor.operation}")
 
     def take_events(self, data: bytes) -> None:
@@ -479,10 +544,16 @@ class LlmCall:
         state.items += len(items)
         self.extractor.stream_items(state, items)
 
-    def stream_ended(self, *, complete: bool, error: BaseException | CallError | None = None) -> None:
-        """The stream was read to its end, closed early, broke, or was dropped unfinished."""
-        if not self._claim():
-            return
+    def stream_ended(self, data: bytes, error: BaseException | None = None) -> None:
+        """The stream was read to its end, closed early, broke, or was dropped unfinished;
+        ``data`` is the body as far as it was read (server-sent events, parsed later)."""
+        if self._claim():
+            self._finish_later("stream", (data, error))
+
+    def _stream_record(self, data: bytes, error: BaseException | CallError | None) -> TraceRecord:
+        if data:
+            self.take_events(data)
+        complete = self.ended  # the stream's terminal event arrived, whichever way it ended
         state = self.state or StreamState()
         logprobs = None
         if state.final is not None:
@@ -500,11 +571,11 @@ class LlmCall:
         if usage is None and state.items:
             # The stream carried no usage (OpenAI sends it only with include_usage): estimate it.
             usage = Usage(
-                input_tokens=estimate_tokens(self.extractor.request_input(self.body)),
+                input_tokens=estimate_tokens(self.extractor.request_input(self.sent_body())),
                 output_tokens=estimate_tokens(output),
             )
             estimated = True
-        self._emit(
+        return self._record(
             output=output,
             usage=usage,
             finish_reasons=finish_reasons,

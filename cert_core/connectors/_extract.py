@@ -72,11 +72,13 @@ def _one_or_many(outputs: list[Any]) -> Any:
 def _chat_message(message: Any) -> Any:
     if type(message) is not dict:
         return None
-    content = message.get("content")
-    tool_calls = message.get("tool_calls") or []
-    refusal = message.get("refusal")
+    return _chat_output(message.get("content"), message.get("tool_calls"), message.get("refusal"))
+
+
+def _chat_output(content: Any, tool_calls: Any, refusal: Any) -> Any:
     if not tool_calls and not refusal:
         return content
+    tool_calls = tool_calls if type(tool_calls) is list else []
     out: dict[str, Any] = {"content": content}
     if refusal:
         out["refusal"] = refusal
@@ -155,6 +157,58 @@ class _Chunk(msgspec.Struct, gc=False):
     error: Any = None
 
 
+class _ChatUsage(msgspec.Struct, gc=False):
+    prompt_tokens: Any = None
+    completion_tokens: Any = None
+    prompt_tokens_details: Any = None
+    completion_tokens_details: Any = None
+
+
+class _ChatMessage(msgspec.Struct, gc=False):
+    content: Any = None
+    tool_calls: Any = None
+    refusal: Any = None
+
+
+class _ChatChoice(msgspec.Struct, gc=False):
+    message: _ChatMessage | None = None
+    finish_reason: Any = None
+    logprobs: Any = None
+
+
+class _ChatResponse(msgspec.Struct, gc=False):
+    """The fields of a chat completion we read (msgspec skips the rest while decoding, in C)."""
+
+    model: Any = None
+    choices: list[_ChatChoice] | None = None
+    usage: _ChatUsage | None = None
+
+
+_CHAT_RESPONSE = msgspec.json.Decoder(_ChatResponse)
+_BAD_SHAPE = (msgspec.ValidationError,)
+
+
+def _chat_usage(usage: _ChatUsage | None) -> Usage | None:
+    if usage is None:
+        return None
+    inputs, outputs = usage.prompt_tokens, usage.completion_tokens
+    details = usage.prompt_tokens_details
+    cached = details.get("cached_tokens") if type(details) is dict else None
+    details = usage.completion_tokens_details
+    reasoning = details.get("reasoning_tokens") if type(details) is dict else None
+    return Usage(
+        input_tokens=inputs if type(inputs) is int and inputs >= 0 else 0,
+        output_tokens=outputs if type(outputs) is int and outputs >= 0 else 0,
+        cache_read_input_tokens=cached if type(cached) is int and cached >= 0 else 0,
+        reasoning_tokens=reasoning if type(reasoning) is int and reasoning >= 0 else 0,
+    )
+
+
+def read_json(content: bytes) -> Any:
+    """A response body decoded as plain JSON (what extractors without a typed form read)."""
+    return _ANY.decode(content)
+
+
 class OpenAIChat:
     operation = "chat"
     # The first chunk with a token: non-empty content or a tool call (the role chunk has none).
@@ -164,7 +218,37 @@ class OpenAIChat:
     def request_input(self, body: Mapping[str, Any]) -> Any:
         return body.get("messages")
 
+    def read(self, content: bytes) -> Any:
+        # The typed form reads only what a record keeps; a body of another shape (a proxy's, a
+        # future API version's) is read as plain JSON by the general path below.
+        try:
+            return _CHAT_RESPONSE.decode(content)
+        except _BAD_SHAPE:
+            return _ANY.decode(content)
+
     def response(self, result: Any) -> tuple[Any, Usage | None, list[str] | None, str | None]:
+        if type(result) is _ChatResponse:
+            typed = result.choices or ()
+            if len(typed) == 1:  # the usual case
+                first = typed[0]
+                message = first.message
+                reason = first.finish_reason
+                return (
+                    None
+                    if message is None
+                    else _chat_output(message.content, message.tool_calls, message.refusal),
+                    _chat_usage(result.usage),
+                    [str(reason)] if reason else None,
+                    result.model,
+                )
+            finish = [str(c.finish_reason) for c in typed if c.finish_reason]
+            output = _one_or_many(
+                [
+                    None if (m := c.message) is None else _chat_output(m.content, m.tool_calls, m.refusal)
+                    for c in typed
+                ]
+            )
+            return output, _chat_usage(result.usage), finish or None, result.model
         if type(result) is not dict:
             return None, None, None, None
         choices = result.get("choices") or []
@@ -183,6 +267,18 @@ class OpenAIChat:
 
     def logprobs(self, result: Any) -> TokenLogprobs | None:
         # Tokens of every choice are pooled: with n > 1 the statistics cover all n answers.
+        if type(result) is _ChatResponse:
+            # "logprobs" is null unless the request asked for them: one check in the usual case
+            every = [c.logprobs for c in result.choices or () if c.logprobs]
+            if not every:
+                return None
+            return _read_tokens(
+                tokens
+                for found in every
+                if type(found) is dict
+                for tokens in (found.get("content"), found.get("refusal"))
+                if tokens
+            )
         choices = _get(result, "choices")
         if not choices:
             return None
@@ -245,6 +341,7 @@ class OpenAIChat:
 class OpenAICompletion(OpenAIChat):
     operation = "text_completion"
     first_token: re.Pattern[bytes] | None = re.compile(rb'"text": ?"[^"]')
+    read = staticmethod(read_json)
 
     def request_input(self, body: Mapping[str, Any]) -> Any:
         return body.get("prompt")
@@ -271,6 +368,7 @@ class OpenAIEmbeddings:
     operation = "embeddings"
     first_token: re.Pattern[bytes] | None = None
     decoder: msgspec.json.Decoder[Any] = _ANY
+    read = staticmethod(read_json)
 
     def request_input(self, body: Mapping[str, Any]) -> Any:
         return body.get("input")
@@ -318,6 +416,7 @@ class OpenAIResponses:
     operation = "responses"
     first_token: re.Pattern[bytes] | None = re.compile(rb'"type": ?"response\.[a-z_.]*delta"')
     decoder: msgspec.json.Decoder[Any] = _ANY
+    read = staticmethod(read_json)
 
     def request_input(self, body: Mapping[str, Any]) -> Any:
         instructions = body.get("instructions")
@@ -374,23 +473,67 @@ OPENAI_EXTRACTORS: dict[str, Any] = {
 }
 
 
+class _AnthropicUsage(msgspec.Struct, gc=False):
+    input_tokens: Any = None
+    output_tokens: Any = None
+    cache_read_input_tokens: Any = None
+    cache_creation_input_tokens: Any = None
+
+
+class _AnthropicBlock(msgspec.Struct, gc=False):
+    type: Any = None
+    text: Any = None
+    id: Any = None
+    name: Any = None
+    input: Any = None
+    thinking: Any = None
+
+
+class _AnthropicMessage(msgspec.Struct, gc=False):
+    """The fields of a Messages API response we read (msgspec skips the rest, in C)."""
+
+    model: Any = None
+    content: list[_AnthropicBlock] | None = None
+    stop_reason: Any = None
+    usage: _AnthropicUsage | None = None
+
+
+_ANTHROPIC_MESSAGE = msgspec.json.Decoder(_AnthropicMessage)
+_NO_USAGE = _AnthropicUsage()
+
+
 def _anthropic_usage(usage: Any, previous: Usage | None = None) -> Usage | None:
+    """Usage from a response's or a stream event's ``usage`` (an object, or a decoded one);
+    a stream's later events update the counts of ``previous``."""
     if usage is None:
         return previous
-    base = previous or Usage()
-
-    def pick(name: str, old: int) -> int:
-        value = _get(usage, name)
-        return value if type(value) is int and value >= 0 else old
-
-    cached_before = base.cache_read_input_tokens + base.cache_creation_input_tokens
-    uncached = pick("input_tokens", base.input_tokens - cached_before)
-    cache_read = pick("cache_read_input_tokens", base.cache_read_input_tokens)
-    cache_write = pick("cache_creation_input_tokens", base.cache_creation_input_tokens)
+    if type(usage) is dict:
+        get = usage.get
+        usage = _AnthropicUsage(
+            get("input_tokens"),
+            get("output_tokens"),
+            get("cache_read_input_tokens"),
+            get("cache_creation_input_tokens"),
+        )
+    elif type(usage) is not _AnthropicUsage:
+        usage = _NO_USAGE
+    inputs, outputs = usage.input_tokens, usage.output_tokens
+    read, write = usage.cache_read_input_tokens, usage.cache_creation_input_tokens
+    if previous is None:
+        cache_read = read if type(read) is int and read >= 0 else 0
+        cache_write = write if type(write) is int and write >= 0 else 0
+        uncached = inputs if type(inputs) is int and inputs >= 0 else 0
+        output_tokens = outputs if type(outputs) is int and outputs >= 0 else 0
+    else:
+        cache_read = read if type(read) is int and read >= 0 else previous.cache_read_input_tokens
+        cache_write = write if type(write) is int and write >= 0 else previous.cache_creation_input_tokens
+        cached = previous.cache_read_input_tokens + previous.cache_creation_input_tokens
+        uncached = inputs if type(inputs) is int and inputs >= 0 else max(0, previous.input_tokens - cached)
+        output_tokens = outputs if type(outputs) is int and outputs >= 0 else previous.output_tokens
     # Anthropic's input_tokens leaves the cache out; ours counts every input token.
     return Usage(
-        input_tokens=max(0, uncached) + cache_read + cache_write,
-        output_tokens=pick("output_tokens", base.output_tokens),
+        input_tokens=uncached + cache_read + cache_write,
+        output_tokens=output_tokens,
         cache_read_input_tokens=cache_read,
         cache_creation_input_tokens=cache_write,
     )
@@ -429,7 +572,21 @@ class AnthropicMessages:
             return {"system": system, "messages": body.get("messages")}
         return body.get("messages")
 
+    def read(self, content: bytes) -> Any:
+        try:
+            return _ANTHROPIC_MESSAGE.decode(content)
+        except _BAD_SHAPE:  # another shape: read as plain JSON by the general path
+            return _ANY.decode(content)
+
     def response(self, result: Any) -> tuple[Any, Usage | None, list[str] | None, str | None]:
+        if type(result) is _AnthropicMessage:
+            content = result.content or ()
+            reason = result.stop_reason
+            if all(block.type == "text" for block in content):  # the usual case: text only
+                output: Any = "".join(block.text if type(block.text) is str else "" for block in content)
+            else:
+                output = _anthropic_output([_anthropic_block(msgspec.to_builtins(b)) for b in content])
+            return output, _anthropic_usage(result.usage), [str(reason)] if reason else None, result.model
         blocks = [_anthropic_block(b) for b in _get(result, "content") or []]
         reason = _get(result, "stop_reason")
         return (
