@@ -33,7 +33,7 @@ from typing import Any, Protocol, TypeVar, overload
 import msgspec
 
 from . import _store
-from ._records import SCHEMA, CallError, TraceRecord, format_timestamp, new_span_id, new_trace_id
+from ._records import SCHEMA, CallError, TraceRecord, format_span_times, new_span_id, new_trace_id
 from ._store import TraceWriter
 
 __all__ = [
@@ -420,13 +420,14 @@ class _Tracer:
         error: BaseException | None,
     ) -> None:
         duration_ns = time.perf_counter_ns() - t0
+        start_time, end_time = format_span_times(start_ns, duration_ns)
         record = TraceRecord(
             schema=SCHEMA,
             trace_id=span.trace_id,
             span_id=span.span_id,
             parent_span_id=span.parent_span_id,
-            start_time=format_timestamp(start_ns),
-            end_time=format_timestamp(start_ns + duration_ns),
+            start_time=start_time,
+            end_time=end_time,
             duration_ms=duration_ns / 1e6,
             kind="function",
             function=name,
