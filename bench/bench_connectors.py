@@ -152,7 +152,7 @@ def worker(mode: str, workload: str, calls: int, *, count_only: bool = False) ->
     print(statistics.median(samples))
 
 
-TOGGLE_PAIRS = {"openai": 4000, "anthropic": 4000, "stream": 1000}
+TOGGLE_PAIRS = {"openai": 4000, "anthropic": 4000, "stream": 3000}
 
 
 def toggled(call: Callable[[], object], fake: Any, trace_file: Path, pairs: int) -> dict[str, Any]:

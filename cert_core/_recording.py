@@ -33,7 +33,7 @@ from typing import Any, Protocol, TypeVar, overload
 import msgspec
 
 from . import _store
-from ._records import SCHEMA, CallError, TraceRecord, format_span_times, new_span_id, new_trace_id
+from ._records import SCHEMA, CallError, TraceRecord, format_span_times, new_root_ids, new_span_id
 from ._store import TraceWriter
 
 __all__ = [
@@ -108,7 +108,7 @@ def start_span() -> Span:
     """Ids for a new span: a child of the current span, or the root of a new trace."""
     parent = _current_span.get()
     if parent is None:
-        return Span(new_trace_id(), new_span_id())
+        return Span(*new_root_ids())
     return Span(parent.trace_id, new_span_id(), parent.span_id)
 
 
@@ -302,7 +302,13 @@ def record_call(record: TraceRecord, *, writer: TraceWriter | None = None) -> No
     """
     if _pending:  # records of calls that finished earlier go first
         flush_records()
-    deliver(record, active_recorders(), writer=writer)
+    recorders = _context_recorders.get()  # active_recorders(), written out: this runs on every call
+    if _global_recorders:
+        recorders += _global_recorders
+    if writer is not None and not recorders:  # @trace(log_path=...) with nothing else active
+        writer.write(record)
+        return
+    deliver(record, recorders, writer=writer)
 
 
 def deliver(
@@ -438,7 +444,10 @@ class _Tracer:
             else CallError(type=type(error).__qualname__, message=_message(error)),
             metadata=self.metadata,
         )
-        record_call(record, writer=self._own_writer())
+        writer = self._writer
+        if writer is None or writer._closed:
+            writer = self._own_writer()
+        record_call(record, writer=writer)
 
     def _wrap_sync(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
         @functools.wraps(fn)

@@ -54,6 +54,20 @@ def test_ids_are_w3c_hex() -> None:
     assert all(len(s) == 16 and int(s, 16) and s == s.lower() for s in span_ids)
 
 
+def test_root_ids_are_drawn_together_and_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cert_core import _records
+
+    pairs = [_records.new_root_ids() for _ in range(1000)]
+    assert len({t for t, _ in pairs}) == len({s for _, s in pairs}) == 1000
+    assert all(len(t) == 32 and int(t, 16) and len(s) == 16 and int(s, 16) for t, s in pairs)
+    # A draw with an all-zero part (invalid in W3C trace context) is drawn again.
+    draws = iter([0xABC, 2**100])  # 0xABC leaves the 128-bit trace id part all zero
+    monkeypatch.setattr(_records._rng, "getrandbits", lambda bits: next(draws, 5))
+    trace_id, span_id = _records.new_root_ids()
+    assert int(trace_id, 16)
+    assert int(span_id, 16)
+
+
 def test_ids_stay_unique_when_the_application_seeds_random() -> None:
     import random
 
