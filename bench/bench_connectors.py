@@ -11,7 +11,8 @@ instrumentation on and off between single calls (``instrument()`` / ``uninstrume
 the timed call), in the order bare, instrumented, instrumented, bare, ..., for thousands of pairs:
 each pair's difference shares the machine's state of the moment (this shared virtual machine's
 speed drifts by a third over a day, and separate processes differ by more than the overhead
-itself), and a control run with nothing switched on measures a few microseconds. Records go to
+itself); ``--control`` runs the same pairs with both calls bare and prints what the method
+measures when there is nothing to measure (it should be a few microseconds). Records go to
 the default trace file, as in production (``cert_core.configure(log_path=...)``); they are built
 in batches (``cert_core.flush_records``), so most calls carry only their own share and one in 64
 carries the batch: the median is the typical call, the mean (also printed) includes the batches.
@@ -64,7 +65,7 @@ class ListRecorder:
         self.kept.append(record)
 
 
-def worker(mode: str, workload: str, calls: int, *, count_only: bool = False) -> None:
+def worker(mode: str, workload: str, calls: int, *, count_only: bool = False, control: bool = False) -> None:
     """One measuring process; prints its median time per call over batches."""
     import anthropic
     import httpx2
@@ -133,7 +134,7 @@ def worker(mode: str, workload: str, calls: int, *, count_only: bool = False) ->
         cert_core.flush_records()  # the records still waiting are built: every call is counted
         return
     if mode == "toggle":  # cert_core switched on and off between single calls
-        print(json.dumps(toggled(call, fake, trace_file, calls)))
+        print(json.dumps(toggled(call, fake, trace_file, calls, control=control)))
         return
     batch = 10 if workload != "stream" else 2
     for _ in range(max(10, calls // 5)):
@@ -155,8 +156,11 @@ def worker(mode: str, workload: str, calls: int, *, count_only: bool = False) ->
 TOGGLE_PAIRS = {"openai": 4000, "anthropic": 4000, "stream": 3000}
 
 
-def toggled(call: Callable[[], object], fake: Any, trace_file: Path, pairs: int) -> dict[str, Any]:
-    """Pairs of single calls, bare and instrumented, in the order ABBA ABBA ... (see the method)."""
+def toggled(
+    call: Callable[[], object], fake: Any, trace_file: Path, pairs: int, *, control: bool = False
+) -> dict[str, Any]:
+    """Pairs of single calls, bare and instrumented, in the order ABBA ABBA ... (see the method);
+    ``control``: both calls of each pair bare, switched off and on again the same way."""
     import cert_core
 
     clock = time.perf_counter_ns
@@ -167,14 +171,20 @@ def toggled(call: Callable[[], object], fake: Any, trace_file: Path, pairs: int)
     diffs: list[float] = []
     bare: list[float] = []
     instrumented = 50
+    previous = "bare"
     for pair in range(pairs):
         took = {}
         for mode in ("bare", "cert") if pair % 2 == 0 else ("cert", "bare"):
-            if mode == "cert":
-                cert_core.instrument()
-                instrumented += 1
-            else:
-                cert_core.uninstrument()
+            if mode != previous:  # switching happens where the mode changes, before either kind
+                if control:  # the same switching, ending bare
+                    cert_core.instrument()
+                    cert_core.uninstrument()
+                elif mode == "cert":
+                    cert_core.instrument()
+                else:
+                    cert_core.uninstrument()
+            previous = mode
+            instrumented += mode == "cert" and not control
             t0 = clock()
             call()
             took[mode] = (clock() - t0) / 1000
@@ -195,12 +205,10 @@ def toggled(call: Callable[[], object], fake: Any, trace_file: Path, pairs: int)
     }
 
 
-def run_toggle(workload: str, pairs: int) -> dict[str, Any]:
+def run_toggle(workload: str, pairs: int, *, control: bool = False) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--worker", "toggle", "--workload", workload, "--calls", str(pairs)]
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", "toggle", "--workload", workload, "--calls", str(pairs)],
-        capture_output=True,
-        text=True,
-        check=True,
+        command + (["--control"] if control else []), capture_output=True, text=True, check=True
     ).stdout
     result: dict[str, Any] = json.loads(out.splitlines()[-1])
     return result
@@ -278,11 +286,31 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200, help=argparse.SUPPRESS)
     parser.add_argument("--count-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
+        "--control",
+        action="store_true",
+        help="Both calls of each pair bare: what the method reads as zero",
+    )
+    parser.add_argument(
         "--instructions", action="store_true", help="Count CPU instructions per call with valgrind instead"
     )
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.workload, args.calls, count_only=args.count_only)
+        worker(args.worker, args.workload, args.calls, count_only=args.count_only, control=args.control)
+        return
+    if args.control:
+        controls = {w: run_toggle(w, TOGGLE_PAIRS[w], control=True) for w in WORKLOADS}
+        print("bench_connectors --control: the same pairs, both calls bare (the switching done alike)")
+        chunks_of = {"stream": STREAM_CHUNKS}
+        zero: dict[str, float] = {}
+        for workload, row in controls.items():
+            unit = "us per chunk" if workload in chunks_of else "us per call"
+            zero[f"control_{workload}_median_us"] = round(row["median_us"] / chunks_of.get(workload, 1), 2)
+            zero[f"control_{workload}_mean_us"] = round(row["mean_us"] / chunks_of.get(workload, 1), 2)
+            print(
+                f"{workload:10} median {zero[f'control_{workload}_median_us']:>8} mean "
+                f"{zero[f'control_{workload}_mean_us']:>8} {unit}"
+            )
+        print(json.dumps(zero))
         return
     if args.instructions:
         count_instructions()
