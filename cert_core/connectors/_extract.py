@@ -69,12 +69,6 @@ def _one_or_many(outputs: list[Any]) -> Any:
     return outputs[0] if len(outputs) == 1 else outputs
 
 
-def _chat_message(message: Any) -> Any:
-    if type(message) is not dict:
-        return None
-    return _chat_output(message.get("content"), message.get("tool_calls"), message.get("refusal"))
-
-
 def _chat_output(content: Any, tool_calls: Any, refusal: Any) -> Any:
     if not tool_calls and not refusal:
         return content
@@ -157,13 +151,6 @@ class _Chunk(msgspec.Struct, gc=False):
     error: Any = None
 
 
-class _ChatUsage(msgspec.Struct, gc=False):
-    prompt_tokens: Any = None
-    completion_tokens: Any = None
-    prompt_tokens_details: Any = None
-    completion_tokens_details: Any = None
-
-
 class _ChatMessage(msgspec.Struct, gc=False):
     content: Any = None
     tool_calls: Any = None
@@ -181,26 +168,35 @@ class _ChatResponse(msgspec.Struct, gc=False):
 
     model: Any = None
     choices: list[_ChatChoice] | None = None
-    usage: _ChatUsage | None = None
+    usage: Any = None
 
 
 _CHAT_RESPONSE = msgspec.json.Decoder(_ChatResponse)
-_BAD_SHAPE = (msgspec.ValidationError,)
 
 
-def _chat_usage(usage: _ChatUsage | None) -> Usage | None:
-    if usage is None:
-        return None
-    inputs, outputs = usage.prompt_tokens, usage.completion_tokens
-    details = usage.prompt_tokens_details
-    cached = details.get("cached_tokens") if type(details) is dict else None
-    details = usage.completion_tokens_details
-    reasoning = details.get("reasoning_tokens") if type(details) is dict else None
-    return Usage(
-        input_tokens=inputs if type(inputs) is int and inputs >= 0 else 0,
-        output_tokens=outputs if type(outputs) is int and outputs >= 0 else 0,
-        cache_read_input_tokens=cached if type(cached) is int and cached >= 0 else 0,
-        reasoning_tokens=reasoning if type(reasoning) is int and reasoning >= 0 else 0,
+def _chat_response(value: Any) -> _ChatResponse:
+    """A chat completion of another shape (a proxy's, a future API version's), read as plain
+    JSON and kept as far as it fits: a choice or message that is not an object reads as empty."""
+    if type(value) is not dict:
+        return _ChatResponse()
+    choices = value.get("choices")
+    return _ChatResponse(
+        model=value.get("model"),
+        choices=[_chat_choice(c) for c in choices] if type(choices) is list else None,
+        usage=value.get("usage"),
+    )
+
+
+def _chat_choice(choice: Any) -> _ChatChoice:
+    if type(choice) is not dict:
+        return _ChatChoice()
+    message = choice.get("message")
+    return _ChatChoice(
+        message=_ChatMessage(message.get("content"), message.get("tool_calls"), message.get("refusal"))
+        if type(message) is dict
+        else None,
+        finish_reason=choice.get("finish_reason"),
+        logprobs=choice.get("logprobs"),
     )
 
 
@@ -219,79 +215,36 @@ class OpenAIChat:
         return body.get("messages")
 
     def read(self, content: bytes) -> Any:
-        # The typed form reads only what a record keeps; a body of another shape (a proxy's, a
-        # future API version's) is read as plain JSON by the general path below.
+        # The typed form reads only what a record keeps.
         try:
             return _CHAT_RESPONSE.decode(content)
-        except _BAD_SHAPE:
-            return _ANY.decode(content)
+        except msgspec.ValidationError:
+            return _chat_response(_ANY.decode(content))
 
     def response(self, result: Any) -> tuple[Any, Usage | None, list[str] | None, str | None]:
-        if type(result) is _ChatResponse:
-            typed = result.choices or ()
-            if len(typed) == 1:  # the usual case
-                first = typed[0]
-                message = first.message
-                reason = first.finish_reason
-                return (
-                    None
-                    if message is None
-                    else _chat_output(message.content, message.tool_calls, message.refusal),
-                    _chat_usage(result.usage),
-                    [str(reason)] if reason else None,
-                    result.model,
-                )
-            finish = [str(c.finish_reason) for c in typed if c.finish_reason]
-            output = _one_or_many(
-                [
-                    None if (m := c.message) is None else _chat_output(m.content, m.tool_calls, m.refusal)
-                    for c in typed
-                ]
-            )
-            return output, _chat_usage(result.usage), finish or None, result.model
-        if type(result) is not dict:
-            return None, None, None, None
-        choices = result.get("choices") or []
-        if len(choices) == 1 and type(choices[0]) is dict:  # the usual case, read directly
-            choice = choices[0]
-            reason = choice.get("finish_reason")
-            return (
-                _chat_message(choice.get("message")),
-                _openai_usage(result.get("usage")),
-                [str(reason)] if reason else None,
-                result.get("model"),
-            )
-        finish = [str(r) for c in choices if (r := _get(c, "finish_reason"))]
-        output = _one_or_many([_chat_message(_get(c, "message")) for c in choices])
-        return output, _openai_usage(result.get("usage")), finish or None, result.get("model")
+        choices = result.choices or ()
+        finish = [str(c.finish_reason) for c in choices if c.finish_reason]
+        output = _one_or_many(
+            [
+                None if (m := c.message) is None else _chat_output(m.content, m.tool_calls, m.refusal)
+                for c in choices
+            ]
+        )
+        return output, _openai_usage(result.usage), finish or None, result.model
 
     def logprobs(self, result: Any) -> TokenLogprobs | None:
         # Tokens of every choice are pooled: with n > 1 the statistics cover all n answers.
-        if type(result) is _ChatResponse:
-            # "logprobs" is null unless the request asked for them: one check in the usual case
-            every = [c.logprobs for c in result.choices or () if c.logprobs]
-            if not every:
-                return None
-            return _read_tokens(
-                tokens
-                for found in every
-                if type(found) is dict
-                for tokens in (found.get("content"), found.get("refusal"))
-                if tokens
-            )
-        choices = _get(result, "choices")
-        if not choices:
+        # "logprobs" is null unless the request asked for them: one check in the usual case.
+        every = [c.logprobs for c in result.choices or () if c.logprobs]
+        if not every:
             return None
-        if len(choices) == 1:  # the usual case: "logprobs" is null unless the request asked
-            found = _get(choices[0], "logprobs")
-            if not found:
-                return None
-            every = [found]
-        else:
-            every = [found for choice in choices if (found := _get(choice, "logprobs"))]
         # Answer and refusal tokens alike.
         return _read_tokens(
-            tokens for found in every for tokens in (found.get("content"), found.get("refusal")) if tokens
+            tokens
+            for found in every
+            if type(found) is dict
+            for tokens in (found.get("content"), found.get("refusal"))
+            if tokens
         )
 
     def stream_logprobs(self, state: StreamState) -> TokenLogprobs | None:
@@ -473,67 +426,23 @@ OPENAI_EXTRACTORS: dict[str, Any] = {
 }
 
 
-class _AnthropicUsage(msgspec.Struct, gc=False):
-    input_tokens: Any = None
-    output_tokens: Any = None
-    cache_read_input_tokens: Any = None
-    cache_creation_input_tokens: Any = None
-
-
-class _AnthropicBlock(msgspec.Struct, gc=False):
-    type: Any = None
-    text: Any = None
-    id: Any = None
-    name: Any = None
-    input: Any = None
-    thinking: Any = None
-
-
-class _AnthropicMessage(msgspec.Struct, gc=False):
-    """The fields of a Messages API response we read (msgspec skips the rest, in C)."""
-
-    model: Any = None
-    content: list[_AnthropicBlock] | None = None
-    stop_reason: Any = None
-    usage: _AnthropicUsage | None = None
-
-
-_ANTHROPIC_MESSAGE = msgspec.json.Decoder(_AnthropicMessage)
-_NO_USAGE = _AnthropicUsage()
-
-
 def _anthropic_usage(usage: Any, previous: Usage | None = None) -> Usage | None:
-    """Usage from a response's or a stream event's ``usage`` (an object, or a decoded one);
-    a stream's later events update the counts of ``previous``."""
     if usage is None:
         return previous
-    if type(usage) is dict:
-        get = usage.get
-        usage = _AnthropicUsage(
-            get("input_tokens"),
-            get("output_tokens"),
-            get("cache_read_input_tokens"),
-            get("cache_creation_input_tokens"),
-        )
-    elif type(usage) is not _AnthropicUsage:
-        usage = _NO_USAGE
-    inputs, outputs = usage.input_tokens, usage.output_tokens
-    read, write = usage.cache_read_input_tokens, usage.cache_creation_input_tokens
-    if previous is None:
-        cache_read = read if type(read) is int and read >= 0 else 0
-        cache_write = write if type(write) is int and write >= 0 else 0
-        uncached = inputs if type(inputs) is int and inputs >= 0 else 0
-        output_tokens = outputs if type(outputs) is int and outputs >= 0 else 0
-    else:
-        cache_read = read if type(read) is int and read >= 0 else previous.cache_read_input_tokens
-        cache_write = write if type(write) is int and write >= 0 else previous.cache_creation_input_tokens
-        cached = previous.cache_read_input_tokens + previous.cache_creation_input_tokens
-        uncached = inputs if type(inputs) is int and inputs >= 0 else max(0, previous.input_tokens - cached)
-        output_tokens = outputs if type(outputs) is int and outputs >= 0 else previous.output_tokens
+    base = previous or Usage()
+
+    def pick(name: str, old: int) -> int:
+        value = _get(usage, name)
+        return value if type(value) is int and value >= 0 else old
+
+    cached_before = base.cache_read_input_tokens + base.cache_creation_input_tokens
+    uncached = pick("input_tokens", base.input_tokens - cached_before)
+    cache_read = pick("cache_read_input_tokens", base.cache_read_input_tokens)
+    cache_write = pick("cache_creation_input_tokens", base.cache_creation_input_tokens)
     # Anthropic's input_tokens leaves the cache out; ours counts every input token.
     return Usage(
-        input_tokens=uncached + cache_read + cache_write,
-        output_tokens=output_tokens,
+        input_tokens=max(0, uncached) + cache_read + cache_write,
+        output_tokens=pick("output_tokens", base.output_tokens),
         cache_read_input_tokens=cache_read,
         cache_creation_input_tokens=cache_write,
     )
@@ -572,21 +481,9 @@ class AnthropicMessages:
             return {"system": system, "messages": body.get("messages")}
         return body.get("messages")
 
-    def read(self, content: bytes) -> Any:
-        try:
-            return _ANTHROPIC_MESSAGE.decode(content)
-        except _BAD_SHAPE:  # another shape: read as plain JSON by the general path
-            return _ANY.decode(content)
+    read = staticmethod(read_json)
 
     def response(self, result: Any) -> tuple[Any, Usage | None, list[str] | None, str | None]:
-        if type(result) is _AnthropicMessage:
-            content = result.content or ()
-            reason = result.stop_reason
-            if all(block.type == "text" for block in content):  # the usual case: text only
-                output: Any = "".join(block.text if type(block.text) is str else "" for block in content)
-            else:
-                output = _anthropic_output([_anthropic_block(msgspec.to_builtins(b)) for b in content])
-            return output, _anthropic_usage(result.usage), [str(reason)] if reason else None, result.model
         blocks = [_anthropic_block(b) for b in _get(result, "content") or []]
         reason = _get(result, "stop_reason")
         return (

@@ -460,3 +460,20 @@ def test_chat_completion_object_is_the_sdk_object(records: Collected) -> None:
     fake = FakeLLM().add("/chat/completions", Reply(openai_chat_completion("Paris.")))
     response = client(fake).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert type(response) is openai.types.chat.ChatCompletion
+
+
+def test_a_chat_completion_of_another_shape_is_read_as_far_as_it_fits() -> None:
+    from cert_core.connectors._extract import OPENAI_EXTRACTORS
+
+    chat = OPENAI_EXTRACTORS["/chat/completions"]
+    body = (
+        b'{"model": "m", "usage": {"prompt_tokens": 3, "completion_tokens": 2},'
+        b' "choices": ["odd", {"message": "not an object", "finish_reason": "stop"},'
+        b' {"message": {"content": "Paris."}, "finish_reason": "length"}]}'
+    )
+    output, usage, finish, model = chat.response(chat.read(body))
+    assert output == [None, None, "Paris."]
+    assert usage == cert_core.Usage(input_tokens=3, output_tokens=2)
+    assert finish == ["stop", "length"]
+    assert model == "m"
+    assert chat.response(chat.read(b"[1, 2]")) == (None, None, None, None)
