@@ -213,8 +213,8 @@ PENDING_LIMIT = 64
 
 def deferrable(recorders: tuple[Recorder, ...]) -> bool:
     """Whether records for ``recorders`` may be built later: only recorders that declare
-    ``cert_deferred = True`` (trace writers; the default file) accept a record after the call
-    returned. A list of a user's gets it before the call returns, as always."""
+    ``cert_deferred = True`` (trace writers) accept a record after the call returned, and so
+    does the default file (no recorders). A list of a user's gets it before the call returns."""
     return all(getattr(recorder, "cert_deferred", False) is True for recorder in recorders)
 
 
@@ -302,13 +302,7 @@ def record_call(record: TraceRecord, *, writer: TraceWriter | None = None) -> No
     """
     if _pending:  # records of calls that finished earlier go first
         flush_records()
-    recorders = _context_recorders.get()  # active_recorders(), written out: this runs on every call
-    if _global_recorders:
-        recorders += _global_recorders
-    if writer is not None and not recorders:  # @trace(log_path=...) with nothing else active
-        writer.write(record)
-        return
-    deliver(record, recorders, writer=writer)
+    deliver(record, active_recorders(), writer=writer)
 
 
 def deliver(

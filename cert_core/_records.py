@@ -64,22 +64,17 @@ if hasattr(os, "register_at_fork"):
 
 
 # bytes.hex() is about twice as fast as "%032x" formatting; these run once or twice per call.
-
-
 def new_trace_id() -> str:
     """A random W3C trace id: 32 lowercase hex digits, never all zero."""
     return (_rng.getrandbits(128) or 1).to_bytes(16, "big").hex()
 
 
-_ZERO_IDS = ("0" * 32, "0" * 16)
-
-
 def new_root_ids() -> tuple[str, str]:
     """A new trace id and the id of its root span, drawn at once (a root span starts every
     traced call made outside another)."""
-    ids = (_rng.getrandbits(192) or 1).to_bytes(24, "big").hex()
+    ids = _rng.getrandbits(192).to_bytes(24, "big").hex()
     trace_id, span_id = ids[:32], ids[32:]
-    if trace_id == _ZERO_IDS[0] or span_id == _ZERO_IDS[1]:  # one chance in 2**64: draw again
+    if trace_id == "0" * 32 or span_id == "0" * 16:  # one chance in 2**64: draw again
         return new_trace_id(), new_span_id()
     return trace_id, span_id
 

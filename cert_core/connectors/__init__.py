@@ -122,7 +122,7 @@ def _observe(call: LlmCall) -> None:
     if not call.stream and hasattr(response, "_content"):  # read already: the usual call
         call.succeeded(response.content)
     elif "text/event-stream" in response.headers.get("content-type", ""):
-        _watch(call, response, [], call.extractor.first_token, events=True)
+        _watch(call, response, [], call.extractor.first_token)
     elif call.stream:
         call.unreadable(f"stream format {response.headers.get('content-type')!r} is not server-sent events")
     else:  # with_streaming_response: the body is read later, when the caller asks for it
@@ -139,18 +139,16 @@ def _watch(
     response: Any,
     chunks: list[bytes],
     first_token: re.Pattern[bytes] | None,
-    *,
     done: Callable[[], None] | None = None,
-    events: bool = False,
 ) -> None:
     """Keep the decoded body bytes of ``response`` in ``chunks`` as the SDK iterates them.
 
     Per chunk that is one list append: until ``first_token`` shows in a chunk (the time to first
-    token is taken then), also one pattern search. When the body ends, ``done`` runs (a body read
-    to its end), or, for server-sent ``events`` and any body cut short, the call ends as a stream
-    with the bytes read so far.
+    token is taken then), also one pattern search. A body read to its end runs ``done``; without
+    ``done`` (server-sent events), and for any body cut short, the call ends as a stream with the
+    bytes read so far.
     """
-    kept = chunks if events else None
+    events = chunks if done is None else None
     keep = chunks.append
     clock = time.perf_counter_ns
     if call.is_async:
@@ -160,26 +158,31 @@ def _watch(
         async def aiter_bytes(*args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
             complete = False
             error: BaseException | None = None
-            pattern = first_token
             try:
-                async for chunk in original_aiter(*args, **kwargs):
+                source = original_aiter(*args, **kwargs)
+                if first_token is not None:
+                    async for chunk in source:
+                        keep(chunk)
+                        if first_token.search(chunk):
+                            call.first_item_ns = clock()
+                            yield chunk
+                            break
+                        yield chunk
+                async for chunk in source:  # the rest, if the first token came before the end
                     keep(chunk)
-                    if pattern is not None and pattern.search(chunk):
-                        call.first_item_ns = clock()
-                        pattern = None
                     yield chunk
                 complete = True
             except Exception as exc:  # the connection broke mid-body: the record says how
                 error = exc
                 raise
             finally:
-                _finish(call, complete, done, kept, error)
+                _finish(call, complete, done, events, error)
 
         async def aclose() -> None:
             try:
                 await original_aclose()
             finally:
-                _finish(call, False, None, kept, _in_flight())
+                _finish(call, False, None, events, _in_flight())
 
         response.aiter_bytes = aiter_bytes
         response.aclose = aclose
@@ -208,7 +211,7 @@ def _watch(
                 error = exc
                 raise
             finally:
-                _finish(call, complete, done, kept, error)
+                _finish(call, complete, done, events, error)
 
         def close() -> None:
             try:
@@ -216,11 +219,11 @@ def _watch(
             finally:
                 # httpx closes the response itself when its stream breaks: the error in flight
                 # is why it ended.
-                _finish(call, False, None, kept, _in_flight())
+                _finish(call, False, None, events, _in_flight())
 
         response.iter_bytes = iter_bytes
         response.close = close
-    weakref.finalize(response, _finish, call, False, None, kept)
+    weakref.finalize(response, _finish, call, False, None, events)
 
 
 def _in_flight() -> BaseException | None:
@@ -244,7 +247,7 @@ def _finish(
     # terminal event arrived ([DONE], message_stop, response.completed), whichever way it ended.
     if call.finished:
         return
-    if events is None and done is not None and complete:
+    if done is not None and complete:
         contained(done, where="response body")
     else:
         data = b"".join(events) if events else b""

@@ -20,9 +20,8 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from .. import _recording
 from .._pricing import price_call
-from .._recording import _context_recorders, _current_span, defer, deferrable, deliver, flush_records
+from .._recording import active_recorders, current_span, defer, deferrable, deliver, flush_records
 from .._records import (
     SCHEMA,
     CallError,
@@ -260,9 +259,7 @@ class LlmCall:
         model_param = body.get("model")
         self.model = model or (model_param if type(model_param) is str else None)
         self.stream = body.get("stream") is True
-        # The ids of this call's own span are drawn with its record (functions written out:
-        # this runs inside every call).
-        self.parent = _current_span.get()
+        self.parent = current_span()  # the ids of this call's own span are drawn with its record
         self.start_ns = time.time_ns()
         self.t0 = time.perf_counter_ns()
         self.first_item_ns: int | None = None
@@ -272,10 +269,7 @@ class LlmCall:
         self.fault: str | None = None  # a cert_core.faults kind when an injected fault made the response
         self.sent: bytes | None = None  # the request body as it went on the wire
         self.is_async = False
-        # Where the record goes is decided where the call is made (active_recorders()).
-        recorders = _context_recorders.get()
-        everywhere = _recording._global_recorders
-        self.recorders = recorders + everywhere if everywhere else recorders
+        self.recorders = active_recorders()  # where the record goes: decided where the call is made
         self.end_ns = 0  # perf_counter_ns() when the call finished
         self.job: tuple[str, Any] | None = None  # what build() makes the record from
         # Finishing pops this list: list.pop is atomic, so exactly one of the ways a call can
@@ -344,10 +338,8 @@ class LlmCall:
         self.end_ns = time.perf_counter_ns()
         self.job = (kind, payload)
         entry = self.cassette
-        recorders = self.recorders
         # A cassette being recorded waits for the call's usage and cost: those are built now.
-        later = not recorders or deferrable(recorders)
-        if later and self.fault is None and (entry is None or entry.replayed):
+        if deferrable(self.recorders) and (entry is None or entry.replayed):
             defer(self)
             return
         record = self.build()
@@ -471,11 +463,8 @@ class LlmCall:
 
     def succeeded(self, content: bytes) -> None:
         """A complete (non-streamed) response, its body as received."""
-        try:
-            self.pending.pop()  # _claim(), written out
-        except IndexError:
-            return
-        self._finish_later("response", content)
+        if self._claim():
+            self._finish_later("response", content)
 
     def _response_record(self, content: bytes) -> TraceRecord:
         try:
