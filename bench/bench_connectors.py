@@ -66,7 +66,9 @@ class ListRecorder:
 
 
 def worker(mode: str, workload: str, calls: int, *, count_only: bool = False, control: bool = False) -> None:
-    """One measuring process; prints its median time per call over batches."""
+    """One measuring process: ``toggle`` (cert_core, see :func:`toggled`), ``cert`` with
+    ``count_only`` (under valgrind), or ``bare`` / ``openllmetry`` timed in batches (prints the
+    median time per call)."""
     import anthropic
     import httpx2
     import openai
@@ -93,7 +95,7 @@ def worker(mode: str, workload: str, calls: int, *, count_only: bool = False, co
         kept: list[object] = []
         cert_core.add_recorder(ListRecorder(kept))
         cert_core.instrument()
-    elif mode in ("cert", "toggle"):
+    elif mode == "toggle":
         trace_file = Path(tempfile.mkdtemp()) / "traces.jsonl"
         cert_core.configure(log_path=trace_file)
         cert_core.instrument()
@@ -145,11 +147,6 @@ def worker(mode: str, workload: str, calls: int, *, count_only: bool = False, co
         samples.append(batch_us(call, batch))
     if exporter is not None:
         assert len(exporter.get_finished_spans()) >= calls, "OpenLLMetry made no spans for these calls"
-    if mode == "cert":
-        cert_core.configure(log_path=None)  # builds the waiting records and closes the file
-        with trace_file.open("rb") as lines:
-            assert sum(1 for _ in lines) >= calls, trace_file
-        assert cert_core.instrumentation_stats().errors == 0, cert_core.instrumentation_stats()
     print(statistics.median(samples))
 
 
