@@ -13,8 +13,9 @@ import os
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
+from operator import attrgetter, itemgetter
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
@@ -31,6 +32,7 @@ __all__ = [
     "check_formats",
     "format_span_times",
     "format_timestamp",
+    "formats_ok",
     "from_legacy",
     "json_fallback",
     "new_root_ids",
@@ -330,6 +332,69 @@ def check_formats(record: TraceRecord) -> RecordError | None:
                 return RecordError(field, f"not a valid date and time: {value!r}")
         _checked_seconds = stamps[27:46]
     return None
+
+
+_trace_ids, _span_ids, _parents = attrgetter("trace_id"), attrgetter("span_id"), attrgetter("parent_span_id")
+_chains, _seqs, _prevs = attrgetter("chain"), attrgetter("seq"), attrgetter("prev")
+_starts, _ends = attrgetter("start_time"), attrgetter("end_time")
+_second_of = itemgetter(slice(0, 19))
+_STAMP_SHAPE = _STAMPS_SHAPE[:27]
+_valid_seconds: set[str] = set()
+
+
+def formats_ok(records: Sequence[TraceRecord]) -> bool:
+    """:func:`check_formats` for a block of records at once: ``True`` when every record passes.
+
+    ``False`` means at least one may not, and the caller checks each with :func:`check_formats`
+    (which names the field); it is also the answer for blocks this fast path does not cover
+    (chained and unchained records mixed, an all-zero run of 16 digits anywhere). Each test is
+    one C-level pass over all the block's values (``map`` with ``attrgetter``, ``join``,
+    ``translate``), about half the cost of checking record by record.
+    """
+    n = len(records)
+    chains = list(map(_chains, records))
+    unchained = chains.count(None)
+    if unchained:
+        prevs_absent = list(map(_prevs, records)).count(None)
+        if unchained != n or prevs_absent != n or list(map(_seqs, records)).count(None) != n:
+            return False
+        chain_ids = ""
+    else:
+        prevs = list(map(_prevs, records))
+        if None in prevs or None in map(_seqs, records):
+            return False
+        if "".join(prevs).encode().translate(None, _HEX_BYTES):
+            return False
+        chain_ids = "".join(chains)
+    ids = (
+        "".join(map(_trace_ids, records))
+        + "".join(map(_span_ids, records))
+        + "".join(filter(None, map(_parents, records)))
+        + chain_ids
+    )
+    # No id may be all zeros; lengths are msgspec's check, so no run of 16 zeros means none is.
+    if ids.encode().translate(None, _HEX_BYTES) or _ZERO_SPAN in ids:
+        return False
+    starts, ends = list(map(_starts, records)), list(map(_ends, records))
+    if ("".join(starts) + "".join(ends)).encode().translate(_DIGITS_TO_ZERO) != _STAMP_SHAPE * (2 * n):
+        return False
+    # The calendar: every distinct second must be a real date and time. When all stamps fall in
+    # one minute, every seconds field lies between the earliest's and the latest's, so those two
+    # stand for all.
+    low, high = min(min(starts), min(ends)), max(max(starts), max(ends))
+    if low[:17] == high[:17]:
+        seconds = {low[:19], high[:19]}
+    else:
+        seconds = set(map(_second_of, starts)) | set(map(_second_of, ends))
+    for second in seconds - _valid_seconds:
+        try:
+            datetime.fromisoformat(second)
+        except ValueError:
+            return False
+        if len(_valid_seconds) > 4096:
+            _valid_seconds.clear()
+        _valid_seconds.add(second)
+    return True
 
 
 def _format_error(record: TraceRecord) -> RecordError:

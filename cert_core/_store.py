@@ -46,7 +46,7 @@ from typing import Any
 
 import msgspec
 
-from ._records import RecordError, TraceRecord, check_formats, json_fallback, new_trace_id
+from ._records import RecordError, TraceRecord, check_formats, formats_ok, json_fallback, new_trace_id
 
 _HAS_FCNTL = sys.platform != "win32"  # Windows: rotation between processes is not coordinated
 if _HAS_FCNTL:
@@ -673,6 +673,8 @@ def _decode_block(buffer: bytes, start: int, end: int) -> list[TraceRecord] | No
         records: list[TraceRecord] = _DECODER.decode_lines(memoryview(buffer)[start:end])
     except _DECODE_ERRORS:
         return None
+    if formats_ok(records):
+        return records
     for record in records:
         if check_formats(record) is not None:
             return None

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import cert_core
 from cert_core import RecordError, TraceRecord, TraceWriter, read_traces
+from cert_core._records import check_formats, formats_ok
 from cert_core.uncertainty import Uncertainty
 from tests.conftest import make_record
 
@@ -294,3 +295,67 @@ def test_any_valid_record_survives_write_then_read_unchanged(
     assert [r.seq for r in back] == list(range(len(batch)))
     for line in path.read_bytes().splitlines():
         jsonschema.validate(msgspec.json.decode(line), trace_schema)
+
+
+# Malformed values of the right length (msgspec checks lengths while decoding, before either check).
+CORRUPTIONS = [
+    ("trace_id", "A" * 32),
+    ("trace_id", "0" * 32),
+    ("span_id", "0" * 16),
+    ("span_id", "0123456789abcdeg"),
+    ("parent_span_id", "0" * 16),
+    ("parent_span_id", "0123456789ABCDEF"),
+    ("chain", "0" * 32),
+    ("chain", None),
+    ("seq", None),
+    ("prev", None),
+    ("prev", "f" * 63 + "G"),
+    ("start_time", "2026-02-30T12:00:00.000000Z"),
+    ("start_time", "2026-01-31T12:00:00,000000Z"),
+    ("end_time", "2026-01-31T24:00:00.000000Z"),
+    ("end_time", "2026-01-31T12:00:60.000000Z"),
+    ("end_time", "2026-01-31T12:0a:00.000000Z"),
+    # In the record's own minute, so a block in one minute holds it as its latest stamp.
+    ("end_time", lambda stamp: stamp[:17] + "60" + stamp[19:]),
+    ("start_time", lambda stamp: stamp[:17] + "7" + stamp[18:]),
+]
+
+
+@st.composite
+def blocks(draw: st.DrawFn) -> list[TraceRecord]:
+    """A reader's block: valid records, all chained or none, stamps in one minute or spread."""
+    batch = draw(st.lists(records(), min_size=1, max_size=12))
+    if draw(st.booleans()):  # one minute: the fast calendar path
+        base = draw(st.integers(0, 4_000_000_000)) * 60_000_000
+        stamps = [cert_core.format_timestamp((base + draw(st.integers(0, 59_999_999))) * 1000) for _ in batch]
+        batch = [r.replace(start_time=s, end_time=s) for r, s in zip(batch, stamps, strict=True)]
+    if draw(st.booleans()):
+        chain = draw(hex_id)
+        batch = [
+            r.replace(chain=chain, seq=i, prev=draw(st.sampled_from(["0" * 64, "ab" * 32])))
+            for i, r in enumerate(batch)
+        ]
+    return batch
+
+
+@settings(max_examples=200, deadline=None)
+@given(block=blocks(), corruption=st.none() | st.tuples(st.integers(0, 11), st.sampled_from(CORRUPTIONS)))
+def test_block_check_passes_exactly_the_blocks_whose_every_record_passes(
+    block: list[TraceRecord], corruption: tuple[int, tuple[str, Any]] | None
+) -> None:
+    if corruption is not None:
+        index, (field, value) = corruption
+        index %= len(block)
+        if callable(value):
+            value = value(getattr(block[index], field))
+        block[index] = msgspec.structs.replace(block[index], **{field: value})
+    every_record_passes = all(check_formats(r) is None for r in block)
+    if corruption is not None and corruption[1][0] not in ("parent_span_id", "chain", "seq", "prev"):
+        assert not every_record_passes  # the corruption is one the per-record check rejects
+    if not every_record_passes:
+        assert not formats_ok(block)
+    else:
+        # The fast path answers "check each" only for the cases it documents.
+        uniform = len({r.chain is None for r in block}) == 1
+        ids = "".join((r.trace_id + r.span_id + (r.parent_span_id or "") + (r.chain or "")) for r in block)
+        assert formats_ok(block) is (uniform and "0" * 16 not in ids)
