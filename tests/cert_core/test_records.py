@@ -357,5 +357,19 @@ def test_block_check_passes_exactly_the_blocks_whose_every_record_passes(
     else:
         # The fast path answers "check each" only for the cases it documents.
         uniform = len({r.chain is None for r in block}) == 1
-        ids = "".join((r.trace_id + r.span_id + (r.parent_span_id or "") + (r.chain or "")) for r in block)
-        assert formats_ok(block) is (uniform and "0" * 16 not in ids)
+        ids = [i for r in block for i in (r.trace_id, r.span_id, r.parent_span_id, r.chain) if i]
+        assert formats_ok(block) is (uniform and not any("0" * 16 in i for i in ids))
+
+
+def test_block_check_judges_each_id_alone() -> None:
+    # Zeros ending one id and starting the next make no all-zero id, and pass on the fast path.
+    block = [
+        make_record().replace(trace_id="1" * 24 + "0" * 8, span_id="0" * 8 + "1" * 8),
+        make_record().replace(trace_id="0" * 8 + "2" * 24),
+    ]
+    assert all(check_formats(r) is None for r in block)
+    assert formats_ok(block)
+    # An id with a stray space is caught although spaces separate the ids.
+    bad = [*block, msgspec.structs.replace(make_record(), span_id="1" * 8 + " " + "1" * 7)]
+    assert check_formats(bad[-1]) is not None
+    assert not formats_ok(bad)
