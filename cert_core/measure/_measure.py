@@ -1,4 +1,4 @@
-"""``measure()``: one confidence score from semantic, grounding and entailment components.
+"""``measure()``: one confidence score from semantic, grounding, claims and entailment components.
 
 The score is a weighted mean of the components that ran. A component that could not run (no model
 installed, nothing checkable in the answer) is ``None`` and named in ``not_measured`` with the
@@ -35,7 +35,7 @@ __all__ = [
 
 from .._metric import METRIC
 
-COMPONENTS = ("semantic", "grounding", "entailment")
+COMPONENTS = ("semantic", "grounding", "claims", "entailment")
 # Texts beyond this are refused rather than embedded for minutes: a reference is a retrieved
 # context or a gold answer, not a corpus.
 MAX_CHARS = 1_000_000
@@ -80,6 +80,8 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     passed: bool | None
     semantic: float | None = None
     grounding: float | None = None
+    #: ``0.5 ** (unsupported terms / 2)``: how many terms the reference does not support.
+    claims: float | None = None
     entailment: float | None = None
     #: Scores of extra components (custom scorers), by name; ``None`` where not measured.
     extra: dict[str, float | None] = msgspec.field(default_factory=dict)
@@ -251,6 +253,7 @@ class Measurer:
                     passed=passed,
                     semantic=row.get("semantic"),
                     grounding=row.get("grounding"),
+                    claims=row.get("claims"),
                     entailment=row.get("entailment"),
                     extra={c.name: row.get(c.name) for c in components},
                     weights=weights,
@@ -278,10 +281,12 @@ class Measurer:
     ) -> None:
         for (answer, reference), row in zip(pairs, rows, strict=True):
             result = ground(answer, reference, weights)
-            if result.score is None:
-                row["not_measured"]["grounding"] = "the answer states no term that a reference could support"
+            if result.score is None or result.claims is None:
+                why = "the answer states no term that a reference could support"
+                row["not_measured"]["grounding"] = row["not_measured"]["claims"] = why
                 continue
             row["grounding"] = round(result.score, 6)
+            row["claims"] = round(result.claims, 6)
             row["unsupported_terms"].extend([*result.unsupported, *result.negation_mismatches])
 
     def _run_entailment(self, pairs: Sequence[tuple[str, str]], rows: list[dict[str, Any]]) -> None:

@@ -84,7 +84,7 @@ def test_evidence_folder_files_validate_and_hash(project: pytest.Pytester, evide
     for name, entry in manifest["files"].items():
         data = evidence.path(name).read_bytes()
         assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    assert manifest["metrics"]["metric"] == "cert.measure/1"
+    assert manifest["metrics"]["metric"] == "cert.measure/2"
     assert manifest["metrics"]["presets"]["general"]["threshold"] == results["tests"][0]["threshold"]
     assert manifest["python"]["version"]
     assert manifest["tool"]["name"] == "pytest-cert"

@@ -153,3 +153,43 @@ def test_weights_change_the_score() -> None:
     assert light.score is not None
     assert heavy.score is not None
     assert heavy.score < light.score
+
+
+def test_claims_count_unsupported_terms_whatever_the_answer_length() -> None:
+    reference = (
+        "The museum opened in 1998 in Bilbao. Frank Gehry designed the building, which is clad in "
+        "titanium. It houses modern and contemporary art and draws about a million visitors a year."
+    )
+    short = ground("The museum opened in 2001.", reference)
+    long = ground(
+        "Frank Gehry designed the museum in Bilbao, a building clad in titanium that houses modern "
+        "and contemporary art; it opened in 2001.",
+        reference,
+    )
+    # One unsupported term each ('2001'): the same claims score, 0.5 ** (1 / 2) ...
+    assert short.unsupported == long.unsupported == ("2001",)
+    assert short.claims == long.claims == pytest.approx(0.5**0.5)
+    # ... while the supported share depends on how much else each answer says.
+    assert short.score is not None and long.score is not None
+    assert short.score < long.score
+    # Every two unsupported terms halve it; a long fully supported answer scores 1.
+    three = ground("The museum was designed by Zaha Hadid in 2001.", reference)
+    assert three.unsupported == ("2001", "Zaha Hadid")
+    assert three.unsupported_weight == 3
+    assert three.claims == pytest.approx(0.5**1.5)
+    supported = ground("Frank Gehry designed the Bilbao museum, clad in titanium, opened in 1998.", reference)
+    assert supported.unsupported == ()
+    assert supported.claims == 1.0
+
+
+def test_claims_count_negation_flips_and_follow_term_weights() -> None:
+    flipped = ground("The company did not report a loss in 2023.", "The company reported a loss in 2023.")
+    assert flipped.unsupported == ()
+    assert flipped.claims == pytest.approx(0.5**0.5)  # the flip alone
+    heavy = ground("Paris hosted 3 games.", "Paris hosted 4 games.", GroundingWeights(number=4.0))
+    assert heavy.claims == pytest.approx(0.5**2)
+    assert ground("Yes, it is.", "The sky is blue.").claims is None
+    # A claim repeated is one claim.
+    twice = ground("Paris hosted 3 games, and 3 games were enough.", "Paris hosted 4 games.")
+    assert twice.unsupported == ("3", "enough")
+    assert twice.unsupported_weight == 2

@@ -151,7 +151,7 @@ def test_nothing_measurable_gives_no_verdict() -> None:
     result = Measurer(semantic_enabled=False).measure("Yes.", CONTEXT)
     assert result.confidence is None
     assert result.passed is None
-    assert set(result.not_measured) == {"semantic", "grounding", "entailment"}
+    assert set(result.not_measured) == {"semantic", "grounding", "claims", "entailment"}
     assert result.explanation.startswith("not measured: ")
 
 
