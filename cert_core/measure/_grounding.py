@@ -32,6 +32,8 @@ __all__ = [
 # A negated answer sentence is compared with the reference sentence sharing most of its content
 # terms; it is a polarity flip only when that sentence clearly states the same thing.
 _SAME_CLAIM = 0.5
+# ... or when it holds nearly all the content terms of a reference sentence of the other polarity.
+_WHOLE_CLAIM = 0.75
 #: Unsupported terms (weighted) that halve the claims score. Its value only sets the scale of the
 #: score (any value ranks answers alike); presets' thresholds are fitted on this scale.
 CLAIMS_HALF_LIFE = 2.0
@@ -123,11 +125,24 @@ def ground(answer: str, reference: str, weights: GroundingWeights | None = None)
     for index, keys in enumerate(said.sentence_keys):
         if not keys or not known.sentence_keys:
             continue
-        best, shared = max(
-            ((j, len(keys & ref_keys)) for j, ref_keys in enumerate(known.sentence_keys)), key=lambda x: x[1]
-        )
-        if shared / len(keys) >= _SAME_CLAIM and said.sentence_negated[index] != known.sentence_negated[best]:
-            side = "answer" if said.sentence_negated[index] else "reference"
+        negated = said.sentence_negated[index]
+        shared = [len(keys & ref_keys) for ref_keys in known.sentence_keys]
+        most = max(shared)
+        # The reference sentences stating most of the same thing; a tie with one of the answer's
+        # polarity is no flip.
+        closest = [known.sentence_negated[j] for j, n in enumerate(shared) if n == most]
+        flipped = most / len(keys) >= _SAME_CLAIM and negated not in closest
+        if not flipped and not negated:
+            # A clause of a positive answer sentence can assert what a whole negative reference
+            # sentence denies: "covers repairs, including accidental damage" against "Accidental
+            # damage is not covered". (Polarity is known per sentence, so a negative answer
+            # sentence is not judged clause by clause.)
+            flipped = any(
+                known.sentence_negated[j] and len(ref_keys) >= 2 and shared[j] >= _WHOLE_CLAIM * len(ref_keys)
+                for j, ref_keys in enumerate(known.sentence_keys)
+            )
+        if flipped:
+            side = "answer" if negated else "reference"
             flips.append(f"negation (only the {side} negates sentence {index + 1})")
             total += weights.negation
             missing += weights.negation

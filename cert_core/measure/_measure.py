@@ -141,7 +141,9 @@ class Measurer:
 
     ``semantic_model``: a packaged model name or a model folder; ``semantic_backend``: see
     :func:`load_embedder`; ``entailment``: an :class:`EntailmentScorer` (or ``None``: not measured).
-    The embedding model loads on first use.
+    The embedding model loads on first use, and only for a preset that weights the semantic score:
+    embedding is nearly all of a measurement's time, so a score that would not count is "not
+    measured" (with that reason) unless ``semantic_unweighted=True`` asks for it as evidence.
     """
 
     semantic_model: str | os.PathLike[str] = DEFAULT_MODEL
@@ -149,6 +151,7 @@ class Measurer:
     semantic_sha256: str | None = None
     entailment: EntailmentScorer | None = None
     semantic_enabled: bool = True
+    semantic_unweighted: bool = False
     _semantic: SemanticScorer | None = field(default=None, init=False, repr=False)
     _semantic_error: str | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -227,15 +230,23 @@ class Measurer:
         ]
         if not pairs:
             return []
-        # Every component runs, weighted or not, so the evidence shows all of them; a preset's
-        # weights only decide what enters the confidence (Measurer(semantic_enabled=False) skips
-        # the model; with no NLI model, entailment is "not measured").
-        self._run_semantic(pairs, rows)
+        # Grounding and claims always run (they are cheap), weighted or not, so the evidence shows
+        # them; the semantic model only when its score counts or is asked for; entailment when an
+        # NLI model is configured. Weights only decide what enters the confidence.
+        all_weights = {**chosen.weights, **{c.name: float(c.weight) for c in components}}
+        if all_weights.get("semantic", 0.0) > 0 or self.semantic_unweighted:
+            self._run_semantic(pairs, rows)
+        else:
+            why = (
+                f"not weighted by preset {chosen.name!r}, so not computed "
+                "(Measurer(semantic_unweighted=True) computes it anyway)"
+            )
+            for row in rows:
+                row["not_measured"]["semantic"] = why
         self._run_grounding(pairs, rows, chosen.grounding)
         self._run_entailment(pairs, rows)
         for component in components:
             _run_component(component, pairs, rows)
-        all_weights = {**chosen.weights, **{c.name: float(c.weight) for c in components}}
         names = (*COMPONENTS, *(c.name for c in components))
         results = []
         for row in rows:

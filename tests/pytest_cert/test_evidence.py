@@ -120,8 +120,8 @@ def test_summary_markdown_and_github_step_summary(
     summary = evidence.path("summary.md").read_text()
     assert summary.startswith("## pytest-cert: FAILED\n")
     assert "| `test_evidence_folder_files_validate_and_hash.py" not in summary
-    assert "::test_good` | 1.000 | 0.792 | passed | 1 |" in summary
-    assert "::test_bad`: answer below the accuracy threshold: confidence 0.500 < threshold 0.900" in summary
+    assert "::test_good` | 1.000 | 1.000 | passed | 1 |" in summary
+    assert "::test_bad`: answer below the accuracy threshold: confidence 0.354 < threshold 0.900" in summary
     assert step_summary.read_text() == "# earlier step\n" + summary + "\n"
 
 
@@ -159,9 +159,9 @@ def test_terminal_summary_rows_and_quiet_mode(project: pytest.Pytester) -> None:
         [
             "*- cert -*",
             "test * conf thresh  gate calls   tokens        cost  slowest",
-            "*test_good  1.000  0.792  pass     1      120   $0.000027 *ms",
+            "*test_good  1.000  1.000  pass     1      120   $0.000027 *ms",
             "4 test(s), 3 call(s), * tokens, cost $*; measurements: 1 passed, 2 failed, 0 not measured",
-            "*::test_bad - answer below the accuracy threshold: confidence 0.500 < threshold 0.900 *",
+            "*::test_bad - answer below the accuracy threshold: confidence 0.354 < threshold 0.900 *",
             "evidence: *cert-report",
         ]
     )
@@ -253,10 +253,10 @@ def pytest_cert_summary(config, results):
     assert good["extra"] == {"owner": "search-team"}
     m = good["measurements"][0]
     assert m["extra"] == {"cites_year": 1.0}
-    assert m["weights"] == {"grounding": 0.5, "cites_year": 0.5}
+    assert m["weights"] == {"claims": 0.5, "cites_year": 0.5}
     bad = evidence.test("test_bad")["measurements"][0]
     assert bad["extra"] == {"cites_year": 0.0}
-    assert bad["confidence"] == pytest.approx(0.25)
+    assert bad["confidence"] == pytest.approx(0.5**1.5 / 2, abs=1e-6)  # claims 0.354, cites_year 0
     assert "### Owners\n\n- search-team: 4 test(s)" in evidence.path("summary.md").read_text()
 
 

@@ -109,18 +109,19 @@ def test_accuracy_failure_message_shows_components_terms_and_threshold_source(
     result.stdout.fnmatch_lines(
         [
             "E       pytest_cert.gate.CertAccuracyError: answer below the accuracy threshold: "
-            "confidence 0.500 < threshold 0.800 (threshold from the cert marker)",
-            "E         semantic     0.* not weighted by the preset",
-            "E         grounding    0.500  weight 1.00",
+            "confidence 0.354 < threshold 0.800 (threshold from the cert marker)",
+            "E         semantic     not measured: not weighted by preset 'general', so not computed *",
+            "E         grounding    0.500  not weighted by the preset",
+            "E         claims       0.354  weight 1.00",
             "E         entailment   not measured: no NLI model configured",
             "E         unsupported terms: '1925', 'Gustave Flaubert'",
             "E         preset: general; threshold 0.800 from the cert marker",
             "E         answer: 'The Eiffel Tower was completed in 1925 by Gustave Flaubert.'",
         ]
     )
-    result.stdout.fnmatch_lines(["*confidence 0.500 < threshold 0.700 (threshold from --cert-threshold)"])
+    result.stdout.fnmatch_lines(["*confidence 0.354 < threshold 0.700 (threshold from --cert-threshold)"])
     result.stdout.fnmatch_lines(
-        ["*confidence 0.500 < threshold 0.750 (threshold from the expect() argument)"]
+        ["*confidence 0.354 < threshold 0.750 (threshold from the expect() argument)"]
     )
     marker = evidence.test("test_marker")
     assert marker["verdict"] == "failed"

@@ -170,7 +170,8 @@ def test_claims_count_unsupported_terms_whatever_the_answer_length() -> None:
     assert short.unsupported == long.unsupported == ("2001",)
     assert short.claims == long.claims == pytest.approx(0.5**0.5)
     # ... while the supported share depends on how much else each answer says.
-    assert short.score is not None and long.score is not None
+    assert short.score is not None
+    assert long.score is not None
     assert short.score < long.score
     # Every two unsupported terms halve it; a long fully supported answer scores 1.
     three = ground("The museum was designed by Zaha Hadid in 2001.", reference)
@@ -193,3 +194,14 @@ def test_claims_count_negation_flips_and_follow_term_weights() -> None:
     twice = ground("Paris hosted 3 games, and 3 games were enough.", "Paris hosted 4 games.")
     assert twice.unsupported == ("3", "enough")
     assert twice.unsupported_weight == 2
+
+
+def test_a_clause_contradicting_a_whole_reference_sentence_is_a_negation_flip() -> None:
+    reference = "The policy covers screen repairs. Accidental damage is not covered."
+    claimed = ground("Your policy covers screen repairs, including accidental damage.", reference)
+    assert claimed.negation_mismatches == ("negation (only the reference negates sentence 1)",)
+    # Restating the covered part alone contradicts nothing.
+    assert ground("Your policy covers screen repairs.", reference).negation_mismatches == ()
+    # Agreeing with the negated sentence is no flip either.
+    agreed = ground("Accidental damage is not covered, but screen repairs are.", reference)
+    assert agreed.negation_mismatches == ()

@@ -31,7 +31,8 @@ CONTEXT = (
 
 @pytest.fixture(scope="module")
 def measurer() -> Measurer:
-    return Measurer()
+    # Every component computed, so the tests see the semantic score whatever the preset weights.
+    return Measurer(semantic_unweighted=True)
 
 
 def test_packaged_weights_are_verified() -> None:
@@ -140,7 +141,8 @@ def test_bad_pair_in_a_batch_names_its_index(measurer: Measurer) -> None:
 
 def test_a_model_that_fails_its_check_is_not_measured_not_guessed() -> None:
     broken = Measurer(semantic_sha256="0" * 64)
-    result = broken.measure("Apple's revenue was $89.5B.", CONTEXT)
+    both = Preset("both", threshold=0.5, weights={"semantic": 1.0, "grounding": 1.0})
+    result = broken.measure("Apple's revenue was $89.5B.", CONTEXT, preset=both)
     assert result.semantic is None
     assert "expected 0000" in result.not_measured["semantic"]
     assert result.weights == {"grounding": 1.0}
@@ -169,7 +171,26 @@ def test_measurement_fills_a_trace_records_evaluation(
 def test_module_level_measure_uses_the_default_measurer() -> None:
     result = measure("Services revenue was $22.3 billion.", CONTEXT)
     assert isinstance(result, Measurement)
-    assert result.semantic is not None
+    assert result.confidence is not None
+
+
+def test_an_unweighted_semantic_score_is_not_computed_unless_asked() -> None:
+    unweighted = Preset("no-semantic", threshold=0.5, weights={"grounding": 1.0})
+    weighted = Preset("with-semantic", threshold=0.5, weights={"semantic": 1.0, "grounding": 1.0})
+    lazy = Measurer()
+    result = lazy.measure("Services revenue was $22.3 billion.", CONTEXT, preset=unweighted)
+    assert result.semantic is None
+    assert "not weighted by preset 'no-semantic'" in result.not_measured["semantic"]
+    assert lazy._semantic is None  # the model was not even loaded
+    assert result.confidence == result.grounding
+    counted = lazy.measure("Services revenue was $22.3 billion.", CONTEXT, preset=weighted)
+    assert counted.semantic is not None
+    assert "semantic" not in counted.not_measured
+    asked = Measurer(semantic_unweighted=True).measure(
+        "Services revenue was $22.3 billion.", CONTEXT, preset=unweighted
+    )
+    assert asked.semantic == counted.semantic
+    assert asked.confidence == result.confidence  # shown, not counted
 
 
 @pytest.fixture(scope="module")
@@ -273,8 +294,9 @@ def test_extra_component_joins_the_weighted_mean() -> None:
     plain = measurer.measure(answer, reference)
     with_extra = measurer.measure(answer, reference, components=[_Keyword("Lyon", weight=1.0)])
     assert with_extra.extra == {"keyword": 0.0}
-    assert with_extra.weights == {"grounding": 0.5, "keyword": 0.5}
-    assert with_extra.confidence == pytest.approx(plain.grounding / 2)
+    assert with_extra.weights == {"claims": 0.5, "keyword": 0.5}
+    assert plain.claims is not None
+    assert with_extra.confidence == pytest.approx(plain.claims / 2)
     assert "keyword 0.00 (weight 0.5)" in with_extra.explanation
 
 
@@ -283,7 +305,7 @@ def test_extra_component_that_cannot_judge_is_not_measured_not_scored() -> None:
     m = measurer.measure("Paris is in France.", "Paris is in France.", components=[_Keyword("")])
     assert m.extra == {"keyword": None}
     assert m.not_measured["keyword"] == "the scorer returned no score"
-    assert m.weights == {"grounding": 1.0}
+    assert m.weights == {"claims": 1.0}
 
 
 def test_broken_extra_component_is_reported_with_its_error() -> None:

@@ -86,8 +86,9 @@ def test_a_folder_that_is_not_a_bert_model_is_a_clear_error(tmp_path: Path) -> N
 def test_the_default_backend_never_imports_torch() -> None:
     code = (
         "import sys\n"
-        "from cert_core.measure import measure\n"
-        "m = measure('Paris is the capital.', 'Paris is the capital of France.')\n"
+        "from cert_core.measure import Measurer\n"
+        "measurer = Measurer(semantic_unweighted=True)\n"
+        "m = measurer.measure('Paris is the capital.', 'Paris is the capital of France.')\n"
         "assert m.semantic is not None\n"
         "print(sorted(k for k in ('torch', 'sentence_transformers', 'transformers') if k in sys.modules))\n"
     )
