@@ -18,7 +18,8 @@ is two labelled pairs. Rules this script keeps:
   that; those rows show what it is worth when length cannot help.
 
 Scorers compared: ours (the ``general`` preset) and each component alone (semantic, grounding,
-claims); the original CERT method
+claims); semantic similarity with one embedding of the whole reference (``semantic_whole``, what
+the passages replace); the original CERT method
 (0.5 x cosine(answer, whole context) + 0.5 x share of the answer's words of 4+ letters found in the
 context); answer length alone (shorter scores higher). Semantic scores use the packaged
 all-MiniLM-L6-v2. ``--rows N`` sets how many rows per subset and range are used (summarization
@@ -118,7 +119,7 @@ def features(
     if model and scorer is None:
         sys.exit(f"the semantic model did not load: {measurer.semantic_error}")
     measured = measurer.measure_many([(p["answer"], p["reference"]) for p in pairs], preset=both)
-    cert_original = nothing
+    cert_original = whole_cosine = nothing
     if scorer is not None:
         # The original CERT method: one embedding of the whole context, as its README describes.
         whole = scorer.embed([p["reference"] for p in pairs] + [p["answer"] for p in pairs])
@@ -129,11 +130,15 @@ def features(
             context = p["reference"].lower()
             overlap.append(sum(w in context for w in words) / len(words) if words else 0.0)
         cert_original = 0.5 * cosine + 0.5 * np.array(overlap)
+        whole_cosine = cosine
     return {
         "semantic": np.array([np.nan if m.semantic is None else m.semantic for m in measured]),
         "grounding": np.array([np.nan if m.grounding is None else m.grounding for m in measured]),
         "claims": np.array([np.nan if m.claims is None else m.claims for m in measured]),
         "cert_original": cert_original,
+        # The aggregation's alternative: one embedding of the whole reference (cut at the model's
+        # window), against ours, the best-matching passage.
+        "semantic_whole": whole_cosine,
         "length": -np.array([len(p["answer"].split()) for p in pairs], dtype=float),
     }
 
@@ -280,9 +285,10 @@ def main() -> None:
         "claims": lambda f: f["claims"],
         "cert_original": lambda f: f["cert_original"],
         "length": lambda f: f["length"],
+        "semantic_whole": lambda f: f["semantic_whole"],
     }
     if args.no_model:
-        del scorers["semantic"], scorers["cert_original"]
+        del scorers["semantic"], scorers["cert_original"], scorers["semantic_whole"]
     results: dict[str, dict[str, dict[str, float]]] = {}
     print(f"\nHaluEval held-out rows [5000, 5000+N), general preset: weights {mix}, threshold {threshold}")
     print(f"{'subset':<20}{'pairs':>7}" + "".join(f"{s:>15}" for s in scorers) + f"{'ChatGPT acc':>13}")
