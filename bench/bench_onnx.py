@@ -111,19 +111,11 @@ class OrtEmbedder:
         return pooled
 
     def encode(self, texts: Sequence[str]) -> Vectors:
+        from cert_core.measure._minilm import padded_batches  # the numpy backend's batching
+
         texts = [str(t).strip() for t in texts]
-        ids_list = [e.ids for e in self.tok.encode_batch(texts)]
-        lens = np.array([len(x) for x in ids_list])
-        order = np.argsort(-lens, kind="stable")  # longest first: little padding per batch
         out: Vectors | None = None
-        for s in range(0, len(texts), self.batch_size):
-            idx = order[s : s + self.batch_size]
-            width = int(lens[idx].max())
-            ids = np.zeros((len(idx), width), dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for r, i in enumerate(idx):
-                ids[r, : lens[i]] = ids_list[i]
-                mask[r, : lens[i]] = 1
+        for idx, ids, mask in padded_batches(self.tok, texts, self.batch_size):
             pooled = self._forward(ids, mask)
             if out is None:
                 out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)

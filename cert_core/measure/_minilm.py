@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,25 @@ def _layernorm(x: Array, g: Array, b: Array, eps: float = 1e-12) -> Array:
     x *= g
     x += b
     return x
+
+
+def padded_batches(
+    tokenizer: Tokenizer, texts: Sequence[str], batch_size: int
+) -> Iterator[tuple[Array, Array, Array]]:
+    """``(indices, input_ids, attention_mask)`` per batch of ``texts``: tokenised, longest first
+    (so each batch pads little), each batch padded to its longest text."""
+    ids_list = [e.ids for e in tokenizer.encode_batch(list(texts))]
+    lens = np.array([len(x) for x in ids_list])
+    order = np.argsort(-lens, kind="stable")
+    for start in range(0, len(ids_list), batch_size):
+        idx = order[start : start + batch_size]
+        width = int(lens[idx].max())
+        ids = np.zeros((len(idx), width), dtype=np.int64)
+        mask = np.zeros((len(idx), width), dtype=np.int64)
+        for row, i in enumerate(idx):
+            ids[row, : lens[i]] = ids_list[i]
+            mask[row, : lens[i]] = 1
+        yield idx, ids, mask
 
 
 class NumpyEmbedder:
@@ -192,17 +211,7 @@ class NumpyEmbedder:
         out = np.empty((len(texts), self.hidden), dtype=np.float32)
         if not texts:
             return out
-        ids_list = [e.ids for e in self.tok.encode_batch(texts)]
-        lens = np.array([len(x) for x in ids_list])
-        order = np.argsort(-lens, kind="stable")  # longest first: little padding per batch
-        for s in range(0, len(texts), self.batch_size):
-            idx = order[s : s + self.batch_size]
-            width = int(lens[idx].max())
-            ids = np.zeros((len(idx), width), dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for r, i in enumerate(idx):
-                ids[r, : lens[i]] = ids_list[i]
-                mask[r, : lens[i]] = 1
+        for idx, ids, mask in padded_batches(self.tok, texts, self.batch_size):
             out[idx] = self._forward(ids, mask)
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
