@@ -52,6 +52,7 @@ __all__ = [
     "recording",
     "recording_stats",
     "remove_recorder",
+    "span_under",
     "start_span",
     "trace",
 ]
@@ -106,7 +107,11 @@ def current_span() -> Span | None:
 
 def start_span() -> Span:
     """Ids for a new span: a child of the current span, or the root of a new trace."""
-    parent = _current_span.get()
+    return span_under(_current_span.get())
+
+
+def span_under(parent: Span | None) -> Span:
+    """Ids for a new span under ``parent`` (``None``: the root of a new trace)."""
     if parent is None:
         return Span(*new_root_ids())
     return Span(parent.trace_id, new_span_id(), parent.span_id)

@@ -143,8 +143,8 @@ def _watch(
 ) -> None:
     """Keep the decoded body bytes of ``response`` in ``chunks`` as the SDK iterates them.
 
-    Per chunk that is one list append: until ``first_token`` shows in a chunk (the time to first
-    token is taken then), also one pattern search. A body read to its end runs ``done``; without
+    Per chunk that is one list append and, until ``first_token`` shows in a chunk (the time to
+    first token is taken then), one pattern search. A body read to its end runs ``done``; without
     ``done`` (server-sent events), and for any body cut short, the call ends as a stream with the
     bytes read so far.
     """
@@ -159,17 +159,12 @@ def _watch(
             complete = False
             error: BaseException | None = None
             try:
-                source = original_aiter(*args, **kwargs)
-                if first_token is not None:
-                    async for chunk in source:
-                        keep(chunk)
-                        if first_token.search(chunk):
-                            call.first_item_ns = clock()
-                            yield chunk
-                            break
-                        yield chunk
-                async for chunk in source:  # the rest, if the first token came before the end
+                awaiting = first_token
+                async for chunk in original_aiter(*args, **kwargs):
                     keep(chunk)
+                    if awaiting is not None and awaiting.search(chunk):
+                        call.first_item_ns = clock()
+                        awaiting = None
                     yield chunk
                 complete = True
             except Exception as exc:  # the connection broke mid-body: the record says how
@@ -194,17 +189,12 @@ def _watch(
             complete = False
             error: BaseException | None = None
             try:
-                source = original_iter(*args, **kwargs)
-                if first_token is not None:
-                    for chunk in source:
-                        keep(chunk)
-                        if first_token.search(chunk):
-                            call.first_item_ns = clock()
-                            yield chunk
-                            break
-                        yield chunk
-                for chunk in source:  # the rest, if the first token came before the end
+                awaiting = first_token
+                for chunk in original_iter(*args, **kwargs):
                     keep(chunk)
+                    if awaiting is not None and awaiting.search(chunk):
+                        call.first_item_ns = clock()
+                        awaiting = None
                     yield chunk
                 complete = True
             except Exception as exc:  # the connection broke mid-body: the record says how

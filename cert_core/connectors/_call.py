@@ -21,7 +21,15 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 
 from .._pricing import price_call
-from .._recording import active_recorders, current_span, defer, deferrable, deliver, flush_records
+from .._recording import (
+    active_recorders,
+    current_span,
+    defer,
+    deferrable,
+    deliver,
+    flush_records,
+    span_under,
+)
 from .._records import (
     SCHEMA,
     CallError,
@@ -29,8 +37,6 @@ from .._records import (
     Usage,
     format_span_times,
     json_fallback,
-    new_span_id,
-    new_trace_id,
 )
 from ..uncertainty import Uncertainty, logprob_stats
 
@@ -270,7 +276,7 @@ class LlmCall:
         self.sent: bytes | None = None  # the request body as it went on the wire
         self.is_async = False
         self.recorders = active_recorders()  # where the record goes: decided where the call is made
-        self.end_ns = 0  # perf_counter_ns() when the call finished
+        self.end_ns = 0  # perf_counter_ns() when the call finished (set by _claim)
         self.job: tuple[str, Any] | None = None  # what build() makes the record from
         # Finishing pops this list: list.pop is atomic, so exactly one of the ways a call can
         # end (response, error, stream end, close, garbage collection) writes its record.
@@ -326,16 +332,17 @@ class LlmCall:
         return params or None
 
     def _claim(self) -> bool:
+        """Whether this is the way the call ends (the first to claim it); the call's end time."""
         try:
             self.pending.pop()
         except IndexError:
             return False
+        self.end_ns = time.perf_counter_ns()
         return True
 
     def _finish_later(self, kind: str, payload: Any) -> None:
         """The call finished: its record is built now or, where its recorders accept it later,
         in a batch with others (``cert_core._recording.defer``)."""
-        self.end_ns = time.perf_counter_ns()
         self.job = (kind, payload)
         entry = self.cassette
         # A cassette being recorded waits for the call's usage and cost: those are built now.
@@ -430,12 +437,12 @@ class LlmCall:
                     ttft_ms=ttft,
                 )
         start_time, end_time = format_span_times(self.start_ns, duration_ns)
-        parent = self.parent
+        span = span_under(self.parent)
         return TraceRecord(
             schema=SCHEMA,
-            trace_id=new_trace_id() if parent is None else parent.trace_id,
-            span_id=new_span_id(),
-            parent_span_id=None if parent is None else parent.span_id,
+            trace_id=span.trace_id,
+            span_id=span.span_id,
+            parent_span_id=span.parent_span_id,
             start_time=start_time,
             end_time=end_time,
             duration_ms=duration_ns / 1e6,
@@ -494,7 +501,6 @@ class LlmCall:
     def failed(self, error: BaseException) -> None:
         if not self._claim():
             return
-        self.end_ns = time.perf_counter_ns()
         response = getattr(error, "response", None)
         extensions = getattr(response, "extensions", None)
         if isinstance(extensions, dict):
@@ -507,7 +513,6 @@ class LlmCall:
         """A response we cannot read (an unknown stream format): recorded, with usage unknown."""
         if not self._claim():
             return
-        self.end_ns = time.perf_counter_ns()
         self._send(self._record(unpriced_because=f"usage unknown: {why}"))
         note_problem(RuntimeError(why), f"{self.provider} {self.extractor.operation}")
 
