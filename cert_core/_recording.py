@@ -446,25 +446,37 @@ class _Tracer:
         writer = self._writer
         if writer is None or writer._closed:
             writer = self._own_writer()
-        record_call(record, writer=writer)
+        # record_call(), inlined: this runs on every traced call.
+        if _pending:
+            flush_records()
+        recorders = _context_recorders.get()
+        if _global_recorders:
+            recorders += _global_recorders
+        if recorders or writer is None:
+            deliver(record, recorders, writer=writer)
+        else:
+            writer.write(record)
 
     def _wrap_sync(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+        capture, emit = self.capture, self._emit
+        current, time_ns, perf_counter_ns = _current_span, time.time_ns, time.perf_counter_ns
+
         @functools.wraps(fn)
         def traced(*args: Any, **kwargs: Any) -> Any:
-            inputs = self._input(args, kwargs)
-            span = start_span()
-            token = _current_span.set(span)
-            start_ns = time.time_ns()
-            t0 = time.perf_counter_ns()
+            inputs = self._input(args, kwargs) if capture else None
+            span = span_under(current.get())
+            token = current.set(span)
+            start_ns = time_ns()
+            t0 = perf_counter_ns()
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                _current_span.reset(token)
-                self._emit(span, name, start_ns, t0, inputs, None, exc)
+                current.reset(token)
+                emit(span, name, start_ns, t0, inputs, None, exc)
                 raise
-            _current_span.reset(token)
-            output = _capture(result, self.max_repr, self._reprs) if self.capture else None
-            self._emit(span, name, start_ns, t0, inputs, output, None)
+            current.reset(token)
+            output = _capture(result, self.max_repr, self._reprs) if capture else None
+            emit(span, name, start_ns, t0, inputs, output, None)
             return result
 
         return traced

@@ -87,11 +87,14 @@ def new_span_id() -> str:
 
 
 _last_second: tuple[int, str] = (-1, "")
+# "000" to "999": a microsecond count is written as two of these (a third cheaper than "%06d").
+_DIGITS3 = tuple(f"{i:03d}" for i in range(1000))
 
 
 def _second(seconds: int) -> tuple[int, str]:
+    """The second's ``YYYY-MM-DDTHH:MM:SS.``, cached: records made in the same second share it."""
     global _last_second
-    cached = _last_second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    cached = _last_second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(seconds)))
     return cached
 
 
@@ -101,7 +104,7 @@ def format_timestamp(ns: int) -> str:
     cached = _last_second  # one read: another thread may replace it, never half-update it
     if cached[0] != seconds:
         cached = _second(seconds)
-    return "%s.%06dZ" % (cached[1], micros)  # noqa: UP031 (a quarter faster than an f-string)
+    return cached[1] + _DIGITS3[micros // 1000] + _DIGITS3[micros % 1000] + "Z"
 
 
 def format_span_times(start_ns: int, duration_ns: int) -> tuple[str, str]:
@@ -112,9 +115,10 @@ def format_span_times(start_ns: int, duration_ns: int) -> tuple[str, str]:
     cached = _last_second
     if cached[0] != seconds:
         cached = _second(seconds)
-    start = "%s.%06dZ" % (cached[1], start_us)  # noqa: UP031 (a quarter faster than an f-string)
+    digits, second = _DIGITS3, cached[1]
+    start = second + digits[start_us // 1000] + digits[start_us % 1000] + "Z"
     if 0 <= end_us < 1_000_000:
-        return start, "%s.%06dZ" % (cached[1], end_us)  # noqa: UP031
+        return start, second + digits[end_us // 1000] + digits[end_us % 1000] + "Z"
     return start, format_timestamp(start_ns + duration_ns)
 
 

@@ -38,6 +38,7 @@ import threading
 import time
 import weakref
 import zlib
+from binascii import hexlify
 from collections.abc import Callable, Iterable, Iterator
 from hashlib import sha256
 from pathlib import Path
@@ -286,7 +287,7 @@ class TraceWriter:
         seq, prev, tag = self._seq, self._prev, self._chain_tag
         for _ in range(len(queue)):  # only what is queued now; later appends wait for the next flush
             line = b"%s%s%d%s%s%s" % (queue.popleft(), tag, seq, _PREV_TAG, prev, _END)
-            prev = sha256(line).hexdigest().encode()
+            prev = hexlify(sha256(line).digest())
             seq += 1
             out.append(line)
             out.append(b"\n")

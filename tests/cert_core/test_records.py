@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import cert_core
 from cert_core import RecordError, TraceRecord, TraceWriter, read_traces
-from cert_core._records import check_formats, formats_ok
+from cert_core._records import check_formats, format_span_times, formats_ok
 from cert_core.uncertainty import Uncertainty
 from tests.conftest import make_record
 
@@ -45,6 +45,24 @@ def test_timestamps_are_utc_with_microseconds() -> None:
     record = make_record()
     assert record.start.tzinfo is not None
     assert record.end > record.start
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    start_ns=st.integers(0, 4_102_444_800_000_000_000),  # up to 2100
+    duration_ns=st.one_of(st.integers(0, 2_000_000), st.integers(0, 3_000_000_000_000)),
+)
+def test_span_times_match_the_calendar(start_ns: int, duration_ns: int) -> None:
+    """The cached-second, digit-table formatting agrees with datetime, within a second and
+    across second, day and year boundaries."""
+
+    def reference(ns: int) -> str:
+        stamp = datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc)
+        return stamp.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns // 1000 % 1_000_000:06d}Z"
+
+    start, end = format_span_times(start_ns, duration_ns)
+    assert (start, end) == (reference(start_ns), reference(start_ns + duration_ns))
+    assert cert_core.format_timestamp(start_ns) == start
 
 
 def test_ids_are_w3c_hex() -> None:
