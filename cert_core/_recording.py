@@ -482,22 +482,25 @@ class _Tracer:
         return traced
 
     def _wrap_async(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+        capture, emit = self.capture, self._emit
+        current, time_ns, perf_counter_ns = _current_span, time.time_ns, time.perf_counter_ns
+
         @functools.wraps(fn)
         async def traced(*args: Any, **kwargs: Any) -> Any:
-            inputs = self._input(args, kwargs)
-            span = start_span()
-            token = _current_span.set(span)
-            start_ns = time.time_ns()
-            t0 = time.perf_counter_ns()
+            inputs = self._input(args, kwargs) if capture else None
+            span = span_under(current.get())
+            token = current.set(span)
+            start_ns = time_ns()
+            t0 = perf_counter_ns()
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                _current_span.reset(token)
-                self._emit(span, name, start_ns, t0, inputs, None, exc)
+                current.reset(token)
+                emit(span, name, start_ns, t0, inputs, None, exc)
                 raise
-            _current_span.reset(token)
-            output = _capture(result, self.max_repr, self._reprs) if self.capture else None
-            self._emit(span, name, start_ns, t0, inputs, output, None)
+            current.reset(token)
+            output = _capture(result, self.max_repr, self._reprs) if capture else None
+            emit(span, name, start_ns, t0, inputs, output, None)
             return result
 
         return traced
