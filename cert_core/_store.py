@@ -49,6 +49,7 @@ import msgspec
 
 from ._records import RecordError, TraceRecord, check_formats, formats_ok, json_fallback, new_trace_id
 
+_SHA256 = sha256()  # never updated: the chain hashes each line in a copy of it
 _HAS_FCNTL = sys.platform != "win32"  # Windows: rotation between processes is not coordinated
 if _HAS_FCNTL:
     import fcntl
@@ -285,9 +286,12 @@ class TraceWriter:
         """Give the queued records their chain fields, in queue order (lock held)."""
         queue, out = self._queue, self._unwritten
         seq, prev, tag = self._seq, self._prev, self._chain_tag
+        fresh = _SHA256.copy  # a copy of a fresh hash skips OpenSSL's set-up: an eighth cheaper
         for _ in range(len(queue)):  # only what is queued now; later appends wait for the next flush
             line = b"%s%s%d%s%s%s" % (queue.popleft(), tag, seq, _PREV_TAG, prev, _END)
-            prev = hexlify(sha256(line).digest())
+            digest = fresh()
+            digest.update(line)
+            prev = hexlify(digest.digest())
             seq += 1
             out.append(line)
             out.append(b"\n")

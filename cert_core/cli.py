@@ -201,7 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--answer", default="answer", help="answer column (default: answer)")
     cal.add_argument("--reference", default="reference", help="reference column (default: reference)")
     cal.add_argument("--label", default="label", help="label column: 1/0, true/false, right/wrong")
-    cal.add_argument("--backend", default="auto", help="semantic backend: numpy or sentence-transformers")
+    cal.add_argument(
+        "--backend",
+        default="auto",
+        help="semantic backend: auto (onnx if installed, else numpy), onnx, numpy or sentence-transformers",
+    )
     cal.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     cal.add_argument("--out", type=Path, help="write the full result (ROC points included) as JSON")
     cal.add_argument("--plot", type=Path, help="write a ROC plot (PNG; needs matplotlib)")

@@ -9,7 +9,16 @@ import pytest
 
 import cert_core
 
-HEAVY = ("torch", "sentence_transformers", "transformers", "numpy", "genai_prices", "pydantic")
+HEAVY = (
+    "torch",
+    "sentence_transformers",
+    "transformers",
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "genai_prices",
+    "pydantic",
+)
 
 
 @pytest.mark.parametrize("module", ["cert_core", "cert_core.measure", "pytest_cert", "pytest_cert.plugin"])

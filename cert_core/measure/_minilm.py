@@ -1,4 +1,4 @@
-"""all-MiniLM-L6-v2 in numpy: the default, torch-free semantic backend.
+"""all-MiniLM-L6-v2 in numpy: the torch-free semantic backend (the default where onnx is not installed).
 
 The same computation as sentence-transformers on torch (BERT encoder, 6 layers, hidden 384,
 12 heads, exact GELU, LayerNorm eps 1e-12, mean pooling over the attention mask, L2
@@ -110,7 +110,7 @@ class NumpyEmbedder:
         model_dir = Path(files.path)
         cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
         if cfg.get("model_type") != "bert" or cfg.get("hidden_act", "gelu") != "gelu":
-            raise ValueError(f"{model_dir}: the numpy backend runs BERT models with GELU only")
+            raise ValueError(f"{model_dir}: the {self.backend} backend runs BERT models with GELU only")
         self.name = files.name
         self.files = files
         self.batch_size = batch_size

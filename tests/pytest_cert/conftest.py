@@ -12,6 +12,12 @@ import pytest
 # second import in one process, so the outer process imports them first and they stay loaded.
 pytest.importorskip("numpy")
 pytest.importorskip("tokenizers")
+# onnx and onnxruntime (nanobind/pybind11) abort the process on such a second import.
+for _module in ("onnx", "onnxruntime"):
+    try:
+        __import__(_module)
+    except ImportError:  # the onnx extra is optional: the numpy backend runs without it
+        pass
 # Kept loaded for speed: each inner run would import the SDKs again otherwise.
 pytest.importorskip("openai")
 pytest.importorskip("anthropic")

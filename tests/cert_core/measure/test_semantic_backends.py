@@ -36,7 +36,7 @@ def test_numpy_backend_matches_the_torch_reference() -> None:
 
 
 def test_embeddings_are_normalised_and_deterministic() -> None:
-    embedder = load_embedder()
+    embedder = load_embedder(backend="numpy")
     assert embedder.backend == "numpy"
     first = embedder.encode(TEXTS)
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, rtol=1e-5)
