@@ -4,7 +4,6 @@ in tests/cert_core/measure/test_semantic_backends.py."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections import Counter
 from typing import Any
@@ -160,14 +159,3 @@ def test_the_onnx_backend_without_onnx_is_a_clear_error(monkeypatch: pytest.Monk
 def test_unknown_backend_lists_onnx() -> None:
     with pytest.raises(ValueError, match=r"known: auto, numpy, sentence-transformers, onnx$"):
         load_embedder(backend="ort")
-
-
-def test_importing_the_package_does_not_import_onnx() -> None:
-    code = (
-        "import sys\n"
-        "import cert_core, cert_core.measure\n"
-        "from cert_core.measure import load_embedder, Measurer\n"
-        "print(sorted(k for k in ('onnx', 'onnxruntime') if k in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
