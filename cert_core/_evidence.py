@@ -117,7 +117,13 @@ def metric_definitions() -> dict[str, Any]:
         },
         "combination": "weighted mean of the components that ran; a component that did not run is "
         "'not measured' and left out, never given a neutral score",
-        "model": {"name": DEFAULT_MODEL, "sha256": KNOWN_WEIGHTS.get(DEFAULT_MODEL)},
+        "model": {
+            "name": DEFAULT_MODEL,
+            "sha256": KNOWN_WEIGHTS.get(DEFAULT_MODEL),
+            "backends": "onnx (the model's graph on ONNX Runtime) where onnx and onnxruntime are "
+            "installed and load, else numpy; both compute the model's embeddings (cosine >= 0.999 "
+            "with each other and with sentence-transformers, tested), so the scores do not depend on it",
+        },
         "presets": {
             name: {
                 "threshold": float(p["threshold"]),

@@ -86,12 +86,12 @@ def new_span_id() -> str:
     return (_rng.getrandbits(64) or 1).to_bytes(8, "big").hex()
 
 
-_last_second: tuple[int, str] = (-1, "")
+_last_second: tuple[int | None, str] = (None, "")  # no second yet (-1 is a real one: 1969)
 # "000" to "999": a microsecond count is written as two of these (a third cheaper than "%06d").
 _DIGITS3 = tuple(f"{i:03d}" for i in range(1000))
 
 
-def _second(seconds: int) -> tuple[int, str]:
+def _second(seconds: int) -> tuple[int | None, str]:
     """The second's ``YYYY-MM-DDTHH:MM:SS.``, cached: records made in the same second share it."""
     global _last_second
     cached = _last_second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(seconds)))
@@ -100,7 +100,7 @@ def _second(seconds: int) -> tuple[int, str]:
 
 def format_timestamp(ns: int) -> str:
     """UTC ISO 8601 with microseconds and a ``Z`` suffix, from nanoseconds since the epoch."""
-    seconds, micros = divmod(ns // 1000, 1_000_000)
+    seconds, micros = divmod(int(ns) // 1000, 1_000_000)
     cached = _last_second  # one read: another thread may replace it, never half-update it
     if cached[0] != seconds:
         cached = _second(seconds)

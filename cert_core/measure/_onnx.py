@@ -136,15 +136,12 @@ class OnnxEmbedder(NumpyEmbedder):
         self, files: Any, *, max_tokens: int = 256, batch_size: int = 16, threads: int | None = None
     ) -> None:
         import onnxruntime as ort
-        from onnxruntime.capi.onnxruntime_pybind11_state import (
-            Fail,
-            InvalidArgument,
-            InvalidGraph,
-            NotImplemented,
-        )
 
         super().__init__(files, max_tokens=max_tokens, batch_size=batch_size)
-        graph, weights = build_graph(self)
+        try:
+            graph, weights = build_graph(self)
+        except Exception as exc:  # the onnx package's own checks: any of them means no graph
+            raise ValueError(f"{files.path}: the model's ONNX graph could not be built: {exc}") from exc
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or _cpus()
         options.inter_op_num_threads = 1
@@ -158,7 +155,7 @@ class OnnxEmbedder(NumpyEmbedder):
             self.session = ort.InferenceSession(
                 graph.SerializeToString(), options, providers=["CPUExecutionProvider"]
             )
-        except (Fail, InvalidArgument, InvalidGraph, NotImplemented) as exc:
+        except Exception as exc:  # ONNX Runtime's errors derive from Exception, each on its own
             raise ValueError(
                 f"{files.path}: ONNX Runtime {ort.__version__} refused the graph built from the model: {exc}"
             ) from exc

