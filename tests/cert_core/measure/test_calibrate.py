@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +138,34 @@ def test_cert_calibrate_command(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert result["n"] == 8
     assert result["auc"] >= 0.75  # the made-up facts are caught by grounding
     assert result["roc"][-1][1:] == [1.0, 1.0]
+
+
+def test_cert_calibrate_plots_the_roc_curve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    data = write_jsonl(
+        tmp_path / "labelled.jsonl", [{"answer": a, "reference": CONTEXT, "label": y} for a, y in ROWS]
+    )
+    plot = tmp_path / "roc.png"
+    assert main(["calibrate", str(data), "--plot", str(plot), "--bootstrap", "50"]) == 0
+    assert f"wrote {plot}" in capsys.readouterr().out
+    png = plot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk: 4.5 x 4.5 inches at 120 dpi
+    assert 300 <= width <= 700, width
+    assert 300 <= height <= 700, height
+
+
+def test_cert_calibrate_plot_without_matplotlib_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    data = write_jsonl(
+        tmp_path / "labelled.jsonl", [{"answer": a, "reference": CONTEXT, "label": y} for a, y in ROWS]
+    )
+    plot = tmp_path / "roc.png"
+    assert main(["calibrate", str(data), "--plot", str(plot), "--bootstrap", "50"]) == 2
+    assert "--plot needs matplotlib (pip install matplotlib); no plot written" in capsys.readouterr().err
+    assert not plot.exists()
 
 
 def test_cert_calibrate_reports_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
