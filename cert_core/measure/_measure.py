@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 import msgspec
 
 from ._entailment import EntailmentScorer
-from ._grounding import GroundingWeights, ground
+from ._grounding import GroundingWeights, claims_score, ground
 from ._presets import DEFAULT_PRESET, PRESETS, Preset
 from ._semantic import DEFAULT_MODEL, Embedder, ModelError, SemanticScorer, load_embedder
 
@@ -33,9 +33,8 @@ __all__ = [
     "measure_many",
 ]
 
-from .._metric import METRIC
+from .._metric import COMPONENTS, METRIC
 
-COMPONENTS = ("semantic", "grounding", "claims", "entailment")
 # Texts beyond this are refused rather than embedded for minutes: a reference is a retrieved
 # context or a gold answer, not a corpus.
 MAX_CHARS = 1_000_000
@@ -292,12 +291,12 @@ class Measurer:
     ) -> None:
         for (answer, reference), row in zip(pairs, rows, strict=True):
             result = ground(answer, reference, weights)
-            if result.score is None or result.claims is None:
+            if result.score is None:  # claims too: both count the answer's terms
                 why = "the answer states no term that a reference could support"
                 row["not_measured"]["grounding"] = row["not_measured"]["claims"] = why
                 continue
             row["grounding"] = round(result.score, 6)
-            row["claims"] = round(result.claims, 6)
+            row["claims"] = round(claims_score(result.unsupported_weight), 6)
             row["unsupported_terms"].extend([*result.unsupported, *result.negation_mismatches])
 
     def _run_entailment(self, pairs: Sequence[tuple[str, str]], rows: list[dict[str, Any]]) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any
 
+from .._metric import COMPONENTS
 from ._grounding import GroundingWeights
 
 __all__ = ["DEFAULT_PRESET", "PRESETS", "Preset", "load_presets"]
@@ -35,7 +36,7 @@ class Preset:
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"preset {self.name!r}: threshold {self.threshold} is not in [0, 1]")
-        unknown = set(self.weights) - {"semantic", "grounding", "claims", "entailment"}
+        unknown = set(self.weights) - set(COMPONENTS)
         if unknown or any(w < 0 for w in self.weights.values()) or not any(self.weights.values()):
             raise ValueError(
                 f"preset {self.name!r}: weights {self.weights} must be non-negative, known components"
