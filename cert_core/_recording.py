@@ -307,7 +307,11 @@ def record_call(record: TraceRecord, *, writer: TraceWriter | None = None) -> No
     """
     if _pending:  # records of calls that finished earlier go first
         flush_records()
-    deliver(record, active_recorders(), writer=writer)
+    recorders = active_recorders()
+    if recorders or writer is None:
+        deliver(record, recorders, writer=writer)
+    else:  # the common case (a decorator's own file), straight to it: @trace runs this per call
+        writer.write(record)
 
 
 def deliver(
@@ -446,16 +450,7 @@ class _Tracer:
         writer = self._writer
         if writer is None or writer._closed:
             writer = self._own_writer()
-        # record_call(), inlined: this runs on every traced call.
-        if _pending:
-            flush_records()
-        recorders = _context_recorders.get()
-        if _global_recorders:
-            recorders += _global_recorders
-        if recorders or writer is None:
-            deliver(record, recorders, writer=writer)
-        else:
-            writer.write(record)
+        record_call(record, writer=writer)
 
     def _wrap_sync(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
         capture, emit = self.capture, self._emit
