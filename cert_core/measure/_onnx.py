@@ -26,7 +26,7 @@ from ._minilm import Array, NumpyEmbedder
 if TYPE_CHECKING:
     from onnx import ModelProto
 
-__all__ = ["OnnxEmbedder", "build_graph"]
+__all__ = ["OnnxEmbedder", "build_graph", "session_options"]
 
 OPSET = 17  # LayerNormalization; supported by every onnxruntime the extra allows
 
@@ -126,6 +126,20 @@ def _cpus() -> int:
     return os.cpu_count() or 1
 
 
+def session_options(threads: int | None = None) -> Any:
+    """ONNX Runtime's options for an embedding model: ``threads`` intra-op threads (default every
+    CPU the process may use), one operator at a time, every graph optimisation, errors only."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or _cpus()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: its notes on graph rewrites are not the user's
+    return options
+
+
 class OnnxEmbedder(NumpyEmbedder):
     """The ONNX Runtime backend: the numpy backend's model, tokenisation and batching, its encoder
     run by ONNX Runtime on the CPU (``threads``: intra-op threads, default every CPU it may use)."""
@@ -142,12 +156,7 @@ class OnnxEmbedder(NumpyEmbedder):
             graph, weights = build_graph(self)
         except Exception as exc:  # the onnx package's own checks: any of them means no graph
             raise ValueError(f"{files.path}: the model's ONNX graph could not be built: {exc}") from exc
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or _cpus()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only: its notes on graph rewrites are not the user's
+        options = session_options(threads)
         # The session may read the arrays in place: they (held by their OrtValues) live as long as it.
         self._initializers = [ort.OrtValue.ortvalue_from_numpy(a) for a in weights.values()]
         options.add_external_initializers(list(weights), self._initializers)
