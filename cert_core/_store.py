@@ -184,10 +184,10 @@ class TraceWriter:
             record = record.replace(chain=None, seq=None, prev=None)  # it joins this writer's chain
         try:
             body = _ENCODER.encode(record)
-        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        except Exception as exc:  # user values reach json_fallback's repr(), which may raise anything
             with self._lock:
                 self._stats.dropped += 1
-                self._fail(f"record {record.span_id} could not be serialised: {exc}")
+                self._fail(f"record {record.span_id} could not be serialised: {type(exc).__name__}: {exc}")
             return
         if self._closed:
             with self._lock:

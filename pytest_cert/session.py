@@ -638,9 +638,10 @@ class CertSession:
                 report.user_properties.extend(_junit_properties(result))
             try:
                 payload = msgspec.json.encode((result, state.records), enc_hook=json_fallback)
-            except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            except Exception as exc:  # json_fallback's repr() of a user value may raise anything
                 # A record holding something JSON cannot carry: keep the result, say what was lost.
-                result["extra"]["records_error"] = f"{len(state.records)} record(s) not kept: {exc}"
+                lost = f"{len(state.records)} record(s) not kept: {type(exc).__name__}: {exc}"
+                result["extra"]["records_error"] = lost
                 payload = msgspec.json.encode((result, []), enc_hook=json_fallback)
             report.user_properties.append((RESULT_PROPERTY, payload.decode()))
             # Items live until the session ends: drop what the payload now carries.

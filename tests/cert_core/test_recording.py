@@ -943,3 +943,28 @@ def test_record_call_never_raises_for_a_broken_recorder() -> None:
         record_call(_manual_record("manual.broken"))
 
     assert recording_stats().recorder_errors == before + 1
+
+
+@pytest.mark.parametrize("kind", ["recursive", "unreprable"])
+def test_unserialisable_metadata_drops_each_record_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    own = tmp_path / "own.jsonl"
+    value: Any = UnreprableValue()
+    if kind == "recursive":
+        value = {}
+        value["itself"] = value
+
+    @trace(log_path=own, metadata={"value": value})
+    def step() -> int:
+        return 1
+
+    with caplog.at_level(logging.ERROR, logger="cert_core"):
+        assert step() == 1  # the call is never broken by its record
+        assert step() == 1
+
+    writer = _recording._writer_for(own)
+    writer.flush()
+    assert writer.stats.dropped == 2
+    assert writer.stats.written == 0
+    assert "could not be serialised" in caplog.text

@@ -136,6 +136,11 @@ def test_disk_full_keeps_records_for_retry_then_counts_them(tmp_path: Path) -> N
     assert writer.stats.dropped == 1
 
 
+class Unreprable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
 def test_values_json_cannot_express_are_written_as_repr_and_unencodable_records_dropped(
     tmp_path: Path,
 ) -> None:
@@ -150,10 +155,11 @@ def test_values_json_cannot_express_are_written_as_repr_and_unencodable_records_
         looped: list[object] = []
         looped.append(looped)
         writer.write(make_record(1, metadata={"loop": looped}))
+        writer.write(make_record(2, metadata={"broken": Unreprable()}))  # its repr() raises
     (back,) = read_traces(path)
     assert back.metadata == {"thing": "<Thing>", "tags": ["a"], "raw": "/w=="}  # bytes as base64
-    assert writer.stats.dropped == 1
-    assert "could not be serialised" in (writer.stats.last_error or "")
+    assert writer.stats.dropped == 2
+    assert "could not be serialised: RuntimeError: no repr" in (writer.stats.last_error or "")
 
 
 def test_write_after_close_is_counted_not_raised(tmp_path: Path) -> None:

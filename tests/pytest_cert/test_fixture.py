@@ -209,6 +209,44 @@ def test_record_adds_calls_made_by_other_means(project: pytest.Pytester, evidenc
     assert test["latency_ms"] == 250
 
 
+def test_records_json_cannot_carry_leave_the_result_and_say_what_was_lost(
+    project: pytest.Pytester, evidence
+) -> None:
+    project.makepyfile(
+        """
+        from cert_core import trace
+
+        class Unreprable:
+            def __repr__(self):
+                raise RuntimeError("no repr")
+
+        looped = {}
+        looped["itself"] = looped
+
+        @trace(metadata={"value": Unreprable()})
+        def unreprable():
+            return "a"
+
+        @trace(metadata={"value": looped})
+        def recursive():
+            return "b"
+
+        def test_unreprable(cert_trace):
+            assert unreprable() == "a"
+
+        def test_recursive(cert_trace):
+            assert recursive() == "b"
+        """
+    )
+    project.runpytest().assert_outcomes(passed=2)
+    unreprable = evidence.test("test_unreprable")
+    assert unreprable["outcome"] == "passed"
+    assert unreprable["extra"]["records_error"] == "1 record(s) not kept: RuntimeError: no repr"
+    assert evidence.test("test_recursive")["extra"]["records_error"].startswith(
+        "1 record(s) not kept: RecursionError:"
+    )
+
+
 def test_expect_rejects_non_text_with_a_hint(project: pytest.Pytester) -> None:
     project.makepyfile(
         """
