@@ -9,6 +9,9 @@ figures of issue 2 on its last line:
 * ``trace_overhead_us``: median extra time of a ``@trace``-decorated no-op call, capture off;
 * ``trace_overhead_capture_us``: the same with argument and return-value capture on;
 * ``price_call_us``: median time of ``price_call`` for an already-seen model.
+
+Above the JSON it prints a host reference: the time of a fixed workload that does not use
+cert_core, to tell a slow machine from slow code when comparing runs.
 """
 
 from __future__ import annotations
@@ -111,6 +114,25 @@ def median_extra_us(
     return statistics.median(batch_us(fn, batch) - batch_us(base, batch) for _ in range(repeats))
 
 
+def host_reference_ms() -> float:
+    """Best time of a fixed pure-Python workload that touches nothing of cert_core (dict, str and
+    int work, like a trace store's). The machine is shared and its speed drifts during the day:
+    printed with the figures, it tells a slow run of the machine from a slow change of the code."""
+
+    def work() -> int:
+        table = {}
+        for i in range(50_000):
+            table[str(i)] = i * 7 % 13
+        return sum(len(key) for key in table)
+
+    best = float("inf")
+    for _ in range(7):
+        t0 = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000, help="Records per write run (default 100000)")
@@ -119,6 +141,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    reference_before = host_reference_ms()
     records = [typical_record(i) for i in range(args.records)]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -152,6 +175,7 @@ def main() -> None:
         cert_core.price_call("openai", "gpt-4o", usage)
         price_us = median_call_us(lambda: cert_core.price_call("openai", "gpt-4o", usage), batch=5000)
 
+    reference = (reference_before + host_reference_ms()) / 2
     figures = {
         "write_records_per_s": round(single),
         "write_records_per_s_8_threads": round(eight),
@@ -177,6 +201,8 @@ def main() -> None:
         op, limit = targets[key]
         ok = value >= limit if op == ">=" else value <= limit
         print(f"{key:34} {value:>14,} {op + ' ' + format(limit, ','):>14}  {'yes' if ok else 'NO'}")
+    print(f"host reference: {reference:.2f} ms (a fixed pure-Python workload, mean of before and after;")
+    print("  lower is a faster machine: compare runs made at different times by it)")
     print(json.dumps(figures))
 
 
