@@ -348,7 +348,6 @@ _chains, _seqs, _prevs = attrgetter("chain"), attrgetter("seq"), attrgetter("pre
 _starts, _ends = attrgetter("start_time"), attrgetter("end_time")
 _second_of = itemgetter(slice(0, 19))
 _STAMP_SHAPE = _STAMPS_SHAPE[:27]
-_HEX_AND_SPACE = _HEX_BYTES + b" "
 _valid_seconds: set[str] = set()
 
 
@@ -362,6 +361,8 @@ def formats_ok(records: Sequence[TraceRecord]) -> bool:
     ``translate``), about half the cost of checking record by record.
     """
     n = len(records)
+    if not n:
+        return True  # a block of blank lines
     chains = list(map(_chains, records))
     unchained = chains.count(None)
     if unchained:
@@ -376,26 +377,25 @@ def formats_ok(records: Sequence[TraceRecord]) -> bool:
             return False
     ids = [*map(_trace_ids, records), *map(_span_ids, records), *filter(None, map(_parents, records))]
     if not unchained:
-        ids += chains
-    # One space between ids, so that each id is judged alone: only hex digits and those spaces,
-    # exactly as many spaces as gaps, and no id all zeros (lengths are msgspec's check, so an
-    # all-zero id is a run of 16 zeros; a valid id holding such a run is sent to the slow path).
+        # A block is usually one writer's lines, one chain: its id is then checked once.
+        ids += chains if chains.count(chains[0]) != n else chains[:1]
+    # One space between ids, so that each id is judged alone: deleting the hex digits must leave
+    # exactly the spaces between them, and no id may be all zeros (lengths are msgspec's check,
+    # so an all-zero id is a run of 16 zeros; a valid id holding such a run takes the slow path).
     joined = " ".join(ids)
-    if (
-        joined.encode().translate(None, _HEX_AND_SPACE)
-        or joined.count(" ") != len(ids) - 1
-        or _ZERO_SPAN in joined
-    ):
+    if joined.encode().translate(None, _HEX_BYTES) != b" " * (len(ids) - 1) or _ZERO_SPAN in joined:
         return False
     starts, ends = list(map(_starts, records)), list(map(_ends, records))
-    if ("".join(starts) + "".join(ends)).encode().translate(_DIGITS_TO_ZERO) != _STAMP_SHAPE * (2 * n):
+    stamps = "".join(starts) + "".join(ends)
+    if stamps.encode().translate(_DIGITS_TO_ZERO) != _STAMP_SHAPE * (2 * n):
         return False
-    # The calendar: every distinct second must be a real date and time. When all stamps fall in
-    # one minute, every seconds field lies between the earliest's and the latest's, so those two
-    # stand for all.
-    low, high = min(min(starts), min(ends)), max(max(starts), max(ends))
-    if low[:17] == high[:17]:
-        seconds = {low[:19], high[:19]}
+    # The calendar: every distinct second must be a real date and time. With the shape checked,
+    # the first stamp's minute can only occur at the start of a stamp, so counting it tells
+    # whether all stamps fall in that minute; their seconds fields (tens digit 0 to 5, read in
+    # one slice) are then valid, and one second of the minute stands for all.
+    minute = stamps[:17]
+    if stamps.count(minute) == 2 * n and not stamps[17::27].strip("012345"):
+        seconds = {minute + "00"}
     else:
         seconds = set(map(_second_of, starts)) | set(map(_second_of, ends))
     for second in seconds - _valid_seconds:

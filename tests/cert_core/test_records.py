@@ -385,6 +385,13 @@ def test_block_check_passes_exactly_the_blocks_whose_every_record_passes(
         assert formats_ok(block) is (uniform and not any("0" * 16 in i for i in ids))
 
 
+def test_block_check_passes_an_empty_block_and_blank_lines_read_as_nothing(tmp_path: Path) -> None:
+    assert formats_ok([])
+    blank = tmp_path / "blank.jsonl"
+    blank.write_bytes(b"\n\n \n")
+    assert list(read_traces(blank)) == []
+
+
 def test_block_check_judges_each_id_alone() -> None:
     # Zeros ending one id and starting the next make no all-zero id, and pass on the fast path.
     block = [
