@@ -13,13 +13,24 @@ figures of issue 2 on its last line:
 
 Above the JSON it prints a host reference: the time of a fixed workload that does not use
 cert_core, to tell a slow machine from slow code when comparing runs.
+
+``python bench/bench_store.py --instructions`` instead counts CPU instructions under valgrind's
+callgrind, which do not drift with the machine: ``instructions_per_trace_call`` (a ``@trace``d
+no-op, capture off, its record written to a file) and ``instructions_per_record_read``
+(``read_traces`` of the same ~1 KB records), each the difference of a run with and without the
+calls over their number. valgrind hides the CPU's SHA extensions from OpenSSL, so the hash chain
+counts several times the instructions it executes natively (about 13,000 of a call's).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -137,13 +148,85 @@ def host_reference_ms() -> float:
     return best * 1000
 
 
+def instructions_worker(kind: str, path: Path, count: int) -> None:
+    """The workload ``--instructions`` counts: ``count`` traced calls or reads of ``count`` records."""
+    if kind == "trace":
+
+        def plain(x: int = 1) -> int:
+            return x
+
+        traced = cert_core.trace(log_path=path, capture=False)(plain)
+        for _ in range(2000):  # warm: the writer is open, caches filled, as in a running service
+            traced()
+        for _ in range(count):
+            traced()
+    elif count:
+        read = sum(1 for _ in read_traces(path))
+        assert read == count, (read, count)
+
+
+def count_instructions() -> None:
+    def instructions(kind: str, path: Path, count: int) -> int:
+        out = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                __file__,
+                "--worker",
+                kind,
+                str(path),
+                str(count),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        ).stderr
+        match = re.search(r"Collected\s*:\s*(\d+)", out)
+        if match is None:
+            raise SystemExit(f"valgrind printed no instruction count:\n{out[-2000:]}")
+        return int(match.group(1))
+
+    calls = 20_000
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        with TraceWriter(root / "read.jsonl") as writer:
+            for i in range(calls):
+                writer.write(typical_record(i))
+        per_call = (
+            instructions("trace", root / "t1.jsonl", calls) - instructions("trace", root / "t0.jsonl", 0)
+        ) / calls
+        per_record = (
+            instructions("read", root / "read.jsonl", calls) - instructions("read", root / "read.jsonl", 0)
+        ) / calls
+    figures = {
+        "instructions_per_trace_call": round(per_call),
+        "instructions_per_record_read": round(per_record),
+    }
+    print(
+        f"bench_store --instructions: CPU instructions under valgrind's callgrind, {calls:,} calls or records"
+    )
+    print(f"{'@trace no-op call, capture off, written to a file':52} {per_call:>10,.0f}")
+    print(f"{'read_traces, one ~1 KB record read and validated':52} {per_record:>10,.0f}")
+    print(json.dumps(figures))
+
+
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
+        instructions_worker(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000, help="Records per write run (default 100000)")
     parser.add_argument(
         "--rounds", type=int, default=5, help="Runs of each throughput figure; the best counts"
     )
+    parser.add_argument("--instructions", action="store_true", help="count instructions under valgrind")
     args = parser.parse_args()
+    if args.instructions:
+        count_instructions()
+        return
 
     reference_before = host_reference_ms()
     records = [typical_record(i) for i in range(args.records)]
