@@ -296,7 +296,7 @@ class _RatesCache:
     """Flat rates genai-prices gave for a (provider, model), kept on disk per genai-prices version.
 
     Loading genai-prices' data takes about 60 ms; a test session that prices the same few models
-    every run reads them from ``<cache dir>/pytest-cert/prices-<version>.json`` instead (the cache
+    every run reads them from ``<cache dir>/pytest-cert/prices-<version>-<format>.json`` instead (the cache
     dir: ``CERT_CACHE_DIR``, else ``XDG_CACHE_HOME``, else ``~/.cache``; ``CERT_CACHE_DIR=off``
     switches it off). Only flat token prices are kept; a file that cannot be read or written is
     ignored: the cache only ever saves time.
@@ -320,7 +320,9 @@ class _RatesCache:
                 genai = _book.genai_version()
             except PackageNotFoundError:
                 return None
-            self._path = folder / f"prices-{genai}.json"
+            # The format number changes whenever what a lookup resolves to does (2: a named
+            # provider is searched alone), so a cache written by an older release is not read.
+            self._path = folder / f"prices-{genai}-{_CACHE_FORMAT}.json"
         return self._path
 
     def _load(self) -> dict[str, list[Any]]:
@@ -375,6 +377,7 @@ def _valid_entry(entry: list[Any]) -> bool:
     )
 
 
+_CACHE_FORMAT = 2
 _rates_cache = _RatesCache()
 _book = _PriceBook()
 
@@ -383,17 +386,10 @@ def _genai_find(provider: str | None, model: str) -> tuple[Any, Any]:
     from genai_prices.data_snapshot import get_snapshot
 
     snapshot = get_snapshot()
-    provider_id = _PROVIDER_IDS.get(provider or "", provider)
-    try:
-        return snapshot.find_provider_model(model, None, provider_id, None)
-    except LookupError as first:
-        if provider_id is None:
-            raise
-        # e.g. a Claude model served through a provider id genai-prices does not know
-        try:
-            return snapshot.find_provider_model(model, None, None, None)
-        except LookupError:
-            raise first from None
+    # A named provider is searched alone: another provider's price for a model of the same name
+    # would be a guess (a proxy, a private deployment, a region may charge otherwise). Without a
+    # provider, the model's own id decides.
+    return snapshot.find_provider_model(model, None, _PROVIDER_IDS.get(provider or "", provider), None)
 
 
 def configure_prices(path: str | os.PathLike[str] | None) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -187,6 +189,26 @@ def test_unknown_model_has_no_cost_and_an_error_naming_it(provider: str | None) 
     assert result.error is not None
     assert "'gpt-nonexistent-9000'" in result.error
     assert "price file" in result.error  # says what to do about it
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [
+        pytest.param("acme", "gpt-4o", id="provider-genai-prices-does-not-know"),
+        pytest.param("openai", "claude-3-5-sonnet", id="another-providers-model"),
+        pytest.param("anthropic", "gpt-4o", id="another-providers-model-2"),
+    ],
+)
+def test_a_named_provider_is_never_priced_from_another_providers_table(provider: str, model: str) -> None:
+    """A proxy, a private deployment or a region may charge otherwise: no guess from a list price."""
+    result = price_call(provider, model, {"input_tokens": 10, "output_tokens": 10})
+
+    assert result.cost_usd is None
+    assert result.error is not None
+    assert f"provider {provider!r}" in result.error
+    assert "price file" in result.error
+    # Without a provider, the model's own id finds its list price.
+    assert price_call(None, model, {"input_tokens": 10, "output_tokens": 10}).cost_usd
 
 
 @pytest.mark.parametrize("model", [None, ""])
@@ -705,3 +727,35 @@ def test_flat_rates_are_cached_on_disk_per_genai_prices_version(tmp_path: Path) 
     assert run()[:-1] == first[:-1]
     env["CERT_CACHE_DIR"] = "off"
     assert run()[-1] == "True"
+
+
+def test_pricing_never_touches_the_network(tmp_path: Path) -> None:
+    """genai-prices' bundled data is all pricing reads: a fresh process with every socket call
+    refused prices the verified models (no cache on disk to lean on)."""
+    script = textwrap.dedent(
+        """
+        import socket
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("pricing tried to reach the network")
+
+        socket.socket.connect = refuse
+        socket.create_connection = refuse
+        socket.getaddrinfo = refuse
+
+        from cert_core import price_call
+
+        usage = {"input_tokens": 1000, "output_tokens": 100, "cache_read_input_tokens": 200}
+        for provider, model in [("openai", "gpt-4o"), ("openai", "o1"),
+                                ("anthropic", "claude-3-5-sonnet"), ("anthropic", "claude-sonnet-4")]:
+            result = price_call(provider, model, usage)
+            assert result.cost_usd and result.cost_usd > 0, (model, result)
+        print("priced offline")
+        """
+    )
+    env = {**os.environ, "CERT_CACHE_DIR": "off", "CERT_PRICES": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "priced offline"
