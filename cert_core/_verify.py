@@ -10,22 +10,29 @@ happened:
 * **inserted**: a line repeats a sequence number already seen, or carries no chain at all;
 * **reordered**: a line appears before one that precedes it in its chain;
 * **damaged**: a line that is not a JSON object (binary garbage, a hand edit that broke it);
-* **truncated**: the file ends in a partial line, as a crash during a write leaves it. This is
-  reported apart: it is the expected trace of a killed process, not of tampering.
+* **truncated**: a partial line, as a crash during a write leaves it: at the end of the file, or
+  ended by the newline a writer that opened the file afterwards puts first. This is reported
+  apart: it is the expected trace of a killed process, not of tampering. (A line cut inside a
+  chain still leaves its chain a line short, which is reported as a deletion.)
 
 The last line of a chain has no successor to vouch for it: an edit there is only detectable
 against a recorded chain head (``cert verify --heads``, or the evidence manifest), which is why the
-report lists every chain's head.
+report lists every chain's head. Likewise a forged chain of its own (a first line with ``seq`` 0
+and the genesis link) looks like the lines of a writer that started later; against recorded
+heads it is **unknown**: a chain the heads do not list.
 """
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from ._store import GENESIS, TraceSourceError, iter_lines, parse_line, trace_files
 
@@ -39,7 +46,7 @@ _PENDING_LIMIT = 4096
 @dataclasses.dataclass(frozen=True)
 class Finding:
     """One problem: ``kind`` is edited, deleted, inserted, reordered, damaged, truncated,
-    head-mismatch or unchained; ``location`` is ``file:line``."""
+    head-mismatch, unknown-chain or unchained; ``location`` is ``file:line``."""
 
     kind: str
     location: str
@@ -274,6 +281,15 @@ def verify_traces(
                     "or lines after it were deleted",
                     chain,
                 )
+        for head in report.heads:
+            if head.chain not in heads:
+                verifier._find(
+                    "unknown-chain",
+                    head.location,
+                    f"chain {head.chain[:12]} ({head.records} line(s), the last here) is not in the heads "
+                    "file: its lines were inserted, or written after the heads were recorded",
+                    head.chain,
+                )
     return report
 
 
@@ -284,6 +300,14 @@ def _check_line(verifier: _Verifier, path: Path, number: int, raw: bytes, had_ne
     report.lines += 1
     location = f"{path}:{number}"
     data, problem = parse_line(raw)
+    if problem is not None and _cut_short(raw):
+        verifier._find(
+            "truncated",
+            location,
+            f"partial line of {len(raw)} bytes, ended by the next writer (a write cut short, e.g. by a "
+            "crash, and the file opened again); the records around it are intact",
+        )
+        return
     if problem is not None or not isinstance(data, dict):
         verifier._find("damaged", location, problem or "line is not a JSON object")
         return
@@ -303,3 +327,18 @@ def _check_line(verifier: _Verifier, path: Path, number: int, raw: bytes, had_ne
         return
     report.chained += 1
     verifier.add(chain, _Link(seq, prev, hashlib.sha256(raw).hexdigest(), location))
+
+
+def _cut_short(raw: bytes) -> bool:
+    """Whether a bad line is the start of a record whose write stopped: JSON that ends early,
+    perhaps inside a character's UTF-8 bytes."""
+    if not raw.startswith(b'{"schema":'):
+        return False
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(raw)  # keeps back a cut character
+        msgspec.json.decode(text)
+    except UnicodeDecodeError:
+        return False
+    except msgspec.DecodeError as exc:
+        return str(exc) == "Input data was truncated"
+    return False

@@ -19,9 +19,10 @@ VERIFY_EPILOG = """\
 exit codes:
   0  every chain is intact
   1  tampering or damage found (edited, deleted, inserted, reordered, damaged or unchained lines,
-     or a chain head that differs from --heads)
+     a chain head that differs from --heads, or a chain --heads does not list)
   2  usage error, or a file that cannot be read
-  3  intact, but a file ends in a partial line (a write cut short, e.g. by a crash)
+  3  intact, but with a partial line (a write cut short, e.g. by a crash) at the end of a file or
+     ended by a writer that opened the file afterwards
   4  nothing to verify: no chained records (empty files, or only legacy CERT records)
 """
 
@@ -31,7 +32,8 @@ def _load_heads(path: Path) -> dict[str, str]:
         data: Any = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SystemExit(f"cert verify: error: --heads {path}: cannot read JSON: {exc}") from exc
-    entries = data.get("heads", data) if isinstance(data, dict) else data
+    # {chain: hash}; this command's --json output ("heads"); an evidence manifest ("chains").
+    entries = data.get("heads", data.get("chains", data)) if isinstance(data, dict) else data
     if isinstance(entries, dict):
         return {str(k): str(v) for k, v in entries.items()}
     if isinstance(entries, list) and all(
@@ -39,7 +41,8 @@ def _load_heads(path: Path) -> dict[str, str]:
     ):
         return {str(e["chain"]): str(e["hash"]) for e in entries}
     raise SystemExit(
-        f"cert verify: error: --heads {path}: expected {{chain: hash}} or a 'heads' list of {{chain, hash}}"
+        f"cert verify: error: --heads {path}: expected {{chain: hash}}, or a 'heads' or 'chains' list "
+        "of {chain, hash}"
     )
 
 
@@ -184,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--heads",
         type=Path,
         metavar="JSON",
-        help="Expected chain heads ({chain: hash}, or this command's --json output) to catch last-line edits",
+        help="Expected chain heads ({chain: hash}, this command's --json output, or an evidence "
+        "manifest.json) to catch last-line edits and chains not listed",
     )
     verify.add_argument("--json", action="store_true", help="Print the report as JSON")
     verify.add_argument("-q", "--quiet", action="store_true", help="Print findings and the verdict only")

@@ -119,6 +119,66 @@ def test_edit_of_the_last_line_needs_the_recorded_head(log: Path, tmp_path: Path
     assert [f.kind for f in report.findings] == ["head-mismatch"]
 
 
+def forged_chain_line(template: bytes) -> bytes:
+    """A line of a chain of its own, made as a writer would: seq 0 and the genesis link."""
+    data = json.loads(template)
+    data.update(output="forged answer", chain="f" * 32, seq=0, prev="0" * 64)
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def test_forged_chain_of_its_own_is_an_unknown_chain_against_the_recorded_heads(log: Path) -> None:
+    heads = {h.chain: h.hash for h in verify_traces(log).heads}
+    lines = lines_of(log)
+    lines.insert(3, forged_chain_line(lines[2]))
+    rewrite(log, lines)
+    # On its own it is indistinguishable from the first line of a writer that started later.
+    alone = verify_traces(log)
+    assert alone.exit_code == 0
+    assert [(h.chain, h.records) for h in alone.heads][-1] == ("f" * 32, 1)  # listed for review
+    report = verify_traces(log, heads=heads)
+    assert report.exit_code == 1
+    assert [(f.kind, f.location, f.chain) for f in report.findings] == [
+        ("unknown-chain", f"{log}:4", "f" * 32)
+    ]
+    assert "not in the heads file" in report.findings[0].message
+
+
+@pytest.mark.parametrize("cut", [40, "inside a character"])
+def test_a_line_cut_by_a_crash_and_ended_by_the_next_writer_is_truncated_not_tampering(
+    tmp_path: Path, cut: int | str
+) -> None:
+    path = tmp_path / "traces.jsonl"
+    with TraceWriter(path) as first:
+        for i in range(5):
+            first.write(make_record(i, output=f"réponse {i}"))
+    data = path.read_bytes()
+    # The first writer dies in the middle of its last line.
+    end = len(data) - 40 if cut == 40 else data.rindex("é".encode()) + 1
+    path.write_bytes(data[:end])
+    with TraceWriter(path) as restarted:  # starts on a fresh line, with a chain of its own
+        for i in range(3):
+            restarted.write(make_record(10 + i))
+
+    report = verify_traces(path)
+    assert [(f.kind, f.location) for f in report.findings] == [("truncated", f"{path}:5")]
+    assert "ended by the next writer" in report.findings[0].message
+    assert report.exit_code == 3
+    assert [(h.records, h.last_seq) for h in report.heads] == [(4, 3), (3, 2)]
+    assert main(["verify", "-q", str(path)]) == 3
+
+
+def test_a_line_cut_inside_a_chain_still_leaves_the_chain_a_line_short(log: Path) -> None:
+    lines = lines_of(log)
+    lines[2] = lines[2][:-50]
+    rewrite(log, lines)
+    report = verify_traces(log)
+    assert [(f.kind, f.location) for f in report.findings] == [
+        ("truncated", f"{log}:3"),
+        ("deleted", f"{log}:4"),
+    ]
+    assert report.exit_code == 1
+
+
 def test_damaged_line_is_reported(log: Path) -> None:
     lines = lines_of(log)
     lines[1] = b"\x00\x01binary\xff"

@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 
 from cert_core import read_traces, verify_traces
+from cert_core.cli import main as cli_main
 
 SUITE = """
 import pytest
@@ -103,10 +104,13 @@ def test_evidence_folder_files_validate_and_hash(project: pytest.Pytester, evide
     )
     for path in folder.iterdir():  # the API keys of the inner conftest never reach the evidence
         assert "secret" not in path.read_text()
+    manifest_file, traces = str(evidence.path("manifest.json")), str(evidence.path("traces.jsonl"))
+    assert cli_main(["verify", "-q", "--heads", manifest_file, traces]) == 0  # the manifest as heads
     lines = evidence.path("traces.jsonl").read_text().splitlines()
     lines[-1] = lines[-1].replace('"output_tokens":', '"output_tokens":1')
     evidence.path("traces.jsonl").write_text("\n".join(lines) + "\n")
     assert verify_traces(evidence.path("traces.jsonl"), heads=heads).tampered
+    assert cli_main(["verify", "-q", "--heads", manifest_file, traces]) == 1
 
 
 def test_summary_markdown_and_github_step_summary(
