@@ -149,6 +149,7 @@ class TraceWriter:
         self._queue: collections.deque[bytes] = collections.deque()
         self._queued_bytes = 0
         self._unwritten: list[bytes] = []
+        self._torn = False  # the file ends in part of one of our lines (a write cut short)
         self._last_flush = monotonic()
         self._new_chain()
         _live_writers.add(self)
@@ -199,15 +200,16 @@ class TraceWriter:
         self._queue.append(head)
         # Unlocked counter: a lost update under threads only delays a flush by a few records.
         self._queued_bytes += len(head) + _TAIL_BYTES
-        if self._queued_bytes >= self.buffer_bytes or monotonic() - self._last_flush >= self.flush_interval:
-            if self._lock.acquire(blocking=False):  # busy means another thread is flushing now
-                try:
-                    self._flush_locked()
-                finally:
-                    self._lock.release()
-        elif self.fsync is FsyncPolicy.ALWAYS:
+        if self.fsync is FsyncPolicy.ALWAYS:  # on disk before returning: wait for a flushing thread
             with self._lock:
                 self._flush_locked()
+        elif (
+            self._queued_bytes >= self.buffer_bytes or monotonic() - self._last_flush >= self.flush_interval
+        ) and self._lock.acquire(blocking=False):  # busy means another thread is flushing now
+            try:
+                self._flush_locked()
+            finally:
+                self._lock.release()
 
     def record(self, record: TraceRecord) -> None:
         """:meth:`write`, under the name recorders use (``cert_core.add_recorder(writer)``)."""
@@ -303,29 +305,51 @@ class TraceWriter:
         self._chain_queued()
         if not self._unwritten:
             return
-        data = b"".join(self._unwritten)
+        # After a write cut short, the file ends in part of a line: end it first, so that the
+        # line is written again whole after it (cert verify reports the part as truncated).
+        data = b"".join([b"\n", *self._unwritten] if self._torn else self._unwritten)
+        done = 0
         try:
             if self._fd is None:
                 self._fd = self._open()
             if self.max_bytes is not None:
                 self._maybe_rotate(len(data))
             view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
+            while done < len(data):
+                done += os.write(self._fd, view[done:])
             if self.fsync is not FsyncPolicy.NEVER:
                 os.fsync(self._fd)
         except OSError as exc:
             self._stats.errors += 1
             self._fail(f"write failed: {exc}")
-            if len(data) > self.max_pending_bytes:
+            if done:  # the lines before the failure are on disk (the newline ending a torn line first)
+                self._forget_written(done - self._torn)
+            if len(data) - done > self.max_pending_bytes:
                 self._stats.dropped += len(self._unwritten) // 2
                 self._unwritten.clear()
+                self._torn = False
             return
+        self._torn = False
         self._stats.written += len(self._unwritten) // 2  # each line is followed by its newline
         self._stats.bytes_written += len(data)
         self._stats.flushes += 1
         self._unwritten.clear()
+
+    def _forget_written(self, done: int) -> None:
+        """Drop the lines a failed flush wrote whole (``done`` bytes of ``_unwritten``), so that
+        they are not written twice; a line it wrote in part stays, and the file is torn."""
+        kept, index = self._unwritten, 0
+        while index < len(kept) and done >= len(kept[index]):  # line, newline, line, ...
+            done -= len(kept[index])
+            index += 1
+        if index % 2:  # a line went out whole, not its newline: the next flush's first byte ends it
+            index += 1
+            self._torn = True
+        else:
+            self._torn = done > 0
+        self._stats.written += index // 2
+        self._stats.bytes_written += sum(map(len, kept[:index]))
+        del kept[:index]
 
     def _maybe_rotate(self, incoming: int) -> None:
         assert self._fd is not None
@@ -337,14 +361,21 @@ class TraceWriter:
                 on_disk = None
             if on_disk is None or on_disk.st_ino != self._fd_inode:
                 # Another process rotated the file: follow it to the new one.
-                os.close(self._fd)
-                self._fd = self._open()
+                self._reopen()
+                assert self._fd is not None
                 on_disk = os.fstat(self._fd)
             if on_disk.st_size and on_disk.st_size + incoming > self.max_bytes:
                 self.path.rename(_next_archive(self.path))
-                os.close(self._fd)
-                self._fd = self._open()
+                self._reopen()
                 self._stats.rotations += 1
+
+    def _reopen(self) -> None:
+        # Forget the old descriptor before opening: if opening fails, its number (which the
+        # system may hand to another file) must not be written to.
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+        self._fd = self._open()
 
     def _after_fork_in_child(self) -> None:
         # The parent flushes what it had buffered; the child gets a chain of its own so the two
@@ -353,6 +384,7 @@ class TraceWriter:
         self._queue = collections.deque()
         self._queued_bytes = 0
         self._unwritten = []
+        self._torn = False
         self._new_chain()
 
 

@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,6 +135,104 @@ def test_disk_full_keeps_records_for_retry_then_counts_them(tmp_path: Path) -> N
     assert writer.stats.dropped == 0  # kept for the next try
     writer.close()
     assert writer.stats.dropped == 1
+
+
+@pytest.mark.parametrize("cut", ["nothing", "inside-a-line", "before-its-newline", "after-its-newline"])
+def test_a_write_cut_short_is_resumed_without_repeating_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut: str
+) -> None:
+    """The disk fills in the middle of a flush: the lines that went out are not written again
+    (cert verify would call a repeat an insertion), a part of a line is ended and the line
+    written again whole, and nothing is lost."""
+    path = tmp_path / "t.jsonl"
+    writer = TraceWriter(path)
+    for i in range(5):
+        writer.write(make_record(i))
+    real_write, calls = os.write, []
+
+    def disk_fills(fd: int, data: Any) -> int:
+        if not calls:
+            calls.append(fd)
+            ends = [i + 1 for i, byte in enumerate(bytes(data)) if byte == ord("\n")]
+            # after line 2 / within line 3 / line 3 without its newline / after line 3
+            offset = {
+                "nothing": 0,
+                "inside-a-line": ends[1] + 10,
+                "before-its-newline": ends[2] - 1,
+                "after-its-newline": ends[2],
+            }[cut]
+            if offset:
+                return real_write(fd, data[:offset])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_fills)
+    writer.flush()  # never raises
+    monkeypatch.setattr(os, "write", real_write)
+    assert writer.stats.errors == 1
+    for i in range(5, 7):
+        writer.write(make_record(i))
+    writer.close()
+
+    assert writer.stats.written == 7
+    assert writer.stats.dropped == 0
+    report = verify_traces(path)
+    assert not report.tampered, report.findings
+    assert [(h.records, h.last_seq) for h in report.heads] == [(7, 6)]
+    torn = cut == "inside-a-line"
+    assert [f.kind for f in report.findings] == (["truncated"] if torn else [])
+    errors: list[TraceReadError] = []
+    records = list(read_traces(path, strict=False, on_error=errors.append))
+    assert [r.seq for r in records] == list(range(7))
+    assert len(errors) == torn
+
+
+def test_fsync_always_waits_for_a_flush_under_way(tmp_path: Path) -> None:
+    """With fsync="always" a record is on disk when write() returns, even while another thread
+    holds the writer (it used to return at once, its record still queued)."""
+    path = tmp_path / "t.jsonl"
+    writer = TraceWriter(path, fsync="always", buffer_bytes=0)
+    done = threading.Event()
+
+    def write_one() -> None:
+        writer.write(make_record(1))
+        done.set()
+
+    with writer._lock:  # another thread's flush, as it were
+        worker = threading.Thread(target=write_one)
+        worker.start()
+        assert not done.wait(0.3)
+    assert done.wait(10)
+    worker.join()
+    assert [r.output for r in read_traces(path)] == ["answer 1"]
+    writer.close()
+
+
+def test_a_failed_reopen_on_rotation_never_writes_to_a_stale_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "t.jsonl"
+    writer = TraceWriter(path, buffer_bytes=0, max_bytes=3000)
+    writer.write(make_record(0))
+    real_open, failures = TraceWriter._open, []
+
+    def open_fails_once(self: TraceWriter) -> int:
+        if not failures:
+            failures.append(1)
+            raise OSError(24, "Too many open files")
+        return real_open(self)
+
+    monkeypatch.setattr(TraceWriter, "_open", open_fails_once)
+    i = 1
+    while not failures:  # until a rotation needs a new file
+        writer.write(make_record(i))
+        i += 1
+    assert writer._fd is None  # the closed descriptor's number is forgotten
+    assert writer.stats.errors == 1
+    writer.write(make_record(i))
+    writer.close()
+    records = list(read_traces(tmp_path))
+    assert [r.seq for r in records] == list(range(i + 1))
+    assert verify_traces(tmp_path).exit_code == 0
 
 
 class Unreprable:
