@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cert_core
-from cert_core import RecordError, TraceRecord, TraceWriter, read_traces
+from cert_core import RecordError, TraceReadError, TraceRecord, TraceWriter, read_traces
 from cert_core._records import check_formats, format_span_times, formats_ok
 from cert_core.uncertainty import Uncertainty
 from tests.conftest import make_record
@@ -319,6 +319,57 @@ def test_any_valid_record_survives_write_then_read_unchanged(
     assert [r.seq for r in back] == list(range(len(batch)))
     for line in path.read_bytes().splitlines():
         jsonschema.validate(msgspec.json.decode(line), trace_schema)
+
+
+def _line(**changes: Any) -> dict[str, Any]:
+    data = make_record(chain="c" * 32, seq=0, prev="0" * 64).to_dict()
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(_line(error={"type": "E", "message": "m", "extra": 1}), id="error-extra-key"),
+        pytest.param(_line(usage={"input_tokens": 1, "extra": 1}), id="usage-extra-key"),
+        pytest.param(_line(chain=None), id="seq-and-prev-without-chain"),
+        pytest.param(_line(seq=None), id="chain-and-prev-without-seq"),
+        pytest.param(_line(prev=None), id="chain-and-seq-without-prev"),
+        pytest.param(_line(chain=None, prev=None), id="seq-alone"),
+        pytest.param(_line(chain="0" * 32), id="all-zero-chain"),
+        pytest.param(_line(trace_id="A" * 32), id="upper-case-id"),
+        pytest.param(_line(kind="tool"), id="unknown-kind"),
+        pytest.param(_line(extra=1), id="unknown-field"),
+    ],
+)
+def test_schema_and_reader_reject_the_same_lines(
+    data: dict[str, Any], trace_schema: dict[str, Any], tmp_path: Path
+) -> None:
+    """What the shipped JSON Schema accepts, the reader reads, and what one refuses the other does."""
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, trace_schema)
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(msgspec.json.encode(data) + b"\n")
+    with pytest.raises(TraceReadError, match=r"t\.jsonl:1: "):
+        list(read_traces(path))
+
+
+def test_schema_requires_an_llm_records_cost_which_the_reader_takes_as_unknown(
+    trace_schema: dict[str, Any], tmp_path: Path
+) -> None:
+    data = _line(cost_usd=None)
+    assert data["kind"] == "llm"
+    with pytest.raises(jsonschema.ValidationError, match="cost_usd"):
+        jsonschema.validate(data, trace_schema)
+    jsonschema.validate({**data, "cost_usd": None}, trace_schema)  # unknown, stated
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(msgspec.json.encode(data) + b"\n")
+    (record,) = read_traces(path)
+    assert record.cost_usd is None
 
 
 # Malformed values of the right length (msgspec checks lengths while decoding, before either check).
