@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -481,15 +482,31 @@ def test_reader_orders_rotated_archives_before_the_live_file(tmp_path: Path) -> 
     ]
 
 
-def test_reader_streams_without_loading_the_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compressed", [False, True], ids=["jsonl", "gz"])
+def test_reader_streams_without_loading_the_file(tmp_path: Path, compressed: bool) -> None:
+    """Reading a 16 MB file through holds a few of its blocks in memory, never the file."""
     path = tmp_path / "t.jsonl"
     with TraceWriter(path) as writer:
-        for i in range(3000):
-            writer.write(make_record(i))
-    stream = read_traces(path)
-    first = next(stream)
-    assert first.output == "answer 0"
-    stream.close()
+        for i in range(16_000):
+            writer.write(make_record(i, output=f"answer {i} " + "x" * 1000))
+    size = path.stat().st_size
+    assert size > 16_000_000
+    if compressed:
+        gz = tmp_path / "t.jsonl.gz"
+        gz.write_bytes(gzip.compress(path.read_bytes(), compresslevel=1))
+        path.unlink()
+        path = gz
+    tracemalloc.start()
+    try:
+        count = 0
+        for record in read_traces(path):
+            count += 1
+            assert record.seq == count - 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 16_000
+    assert peak < size / 4, f"peak {peak:,} bytes while reading a {size:,}-byte file"
 
 
 # Bad input: each case gives a message naming the file and the line.
