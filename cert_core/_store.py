@@ -534,10 +534,10 @@ def trace_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
         elif any(c in str(item) for c in "*?["):
             # glob.glob, not Path.glob: users pass absolute patterns too
             found_paths = glob.glob(str(item), recursive=True)  # noqa: PTH207
-            matched = sorted((Path(p) for p in found_paths), key=_natural_order)
+            matched = sorted((Path(p) for p in found_paths if Path(p).is_file()), key=_natural_order)
             if not matched:
                 raise TraceSourceError(f"{item}: no file matches this pattern")
-            files.extend(p for p in matched if p.is_file())
+            files.extend(matched)
         else:
             raise TraceSourceError(f"{path}: no such file or directory")
     return files

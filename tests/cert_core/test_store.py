@@ -576,7 +576,9 @@ def test_empty_file_yields_nothing(tmp_path: Path) -> None:
         (lambda p: p / "missing.jsonl", "missing.jsonl: no such file or directory"),
         (lambda p: p, "no trace files"),
         (lambda p: str(p / "*.nothing"), "no file matches this pattern"),
+        (lambda p: (p / "sub.jsonl").mkdir() or str(p / "*.jsonl"), "no file matches this pattern"),
     ],
+    ids=["missing-file", "empty-directory", "glob-matching-nothing", "glob-matching-only-a-directory"],
 )
 def test_unusable_source_raises_a_clear_error(tmp_path: Path, make_source: object, message: str) -> None:
     source = make_source(tmp_path)  # type: ignore[operator]
