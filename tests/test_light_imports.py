@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -53,6 +55,32 @@ def test_cert_core_never_imports_pytest() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "False False"
+
+
+def test_no_module_of_cert_core_imports_pytest() -> None:
+    """Every module, imported (a lazy import inside a function is caught by the scan below)."""
+    code = (
+        "import importlib, pkgutil, sys, cert_core\n"
+        "for info in pkgutil.walk_packages(cert_core.__path__, 'cert_core.'):\n"
+        "    importlib.import_module(info.name)\n"
+        "print('pytest' in sys.modules, '_pytest' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "False False"
+    sources = Path(cert_core.__file__).parent.rglob("*.py")
+    importing = [
+        f"{path.name}:{node.lineno}"
+        for path in sources
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if (
+            isinstance(node, ast.Import)
+            and any(a.name.split(".")[0] in ("pytest", "_pytest") for a in node.names)
+        )
+        or (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("pytest", "_pytest"))
+    ]
+    assert importing == []
 
 
 def test_public_api_is_pinned() -> None:
