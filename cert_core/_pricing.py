@@ -389,7 +389,8 @@ def _genai_find(provider: str | None, model: str) -> tuple[Any, Any]:
     # A named provider is searched alone: another provider's price for a model of the same name
     # would be a guess (a proxy, a private deployment, a region may charge otherwise). Without a
     # provider, the model's own id decides.
-    return snapshot.find_provider_model(model, None, _PROVIDER_IDS.get(provider or "", provider), None)
+    provider_id = _PROVIDER_IDS.get(provider, provider) if provider else None
+    return snapshot.find_provider_model(model, None, provider_id, None)
 
 
 def configure_prices(path: str | os.PathLike[str] | None) -> None:

@@ -251,14 +251,17 @@ class TraceWriter:
     def __del__(self) -> None:
         # A writer dropped without close() still writes what it holds. close() contains its own
         # I/O errors; anything else would be printed by Python as "Exception ignored in".
-        if not getattr(self, "_closed", True) and (self._queue or self._unwritten):
+        if not getattr(self, "_closed", True) and (self._queue or self._unwritten or self._torn):
             self.close()
 
     def __repr__(self) -> str:
         return f"<TraceWriter {str(self.path)!r} chain={self.chain} seq={self._seq}>"
 
     def _flush_due(self, now: float) -> bool:
-        return bool(self._queue or self._unwritten) and now - self._last_flush >= self.flush_interval
+        return (
+            bool(self._queue or self._unwritten or self._torn)
+            and now - self._last_flush >= self.flush_interval
+        )
 
     def _fail(self, message: str) -> None:
         self._stats.last_error = message
@@ -303,7 +306,7 @@ class TraceWriter:
     def _flush_locked(self) -> None:
         self._last_flush = monotonic()
         self._chain_queued()
-        if not self._unwritten:
+        if not self._unwritten and not self._torn:
             return
         # After a write cut short, the file ends in part of a line: end it first, so that the
         # line is written again whole after it (cert verify reports the part as truncated).
@@ -322,12 +325,13 @@ class TraceWriter:
         except OSError as exc:
             self._stats.errors += 1
             self._fail(f"write failed: {exc}")
+            self._stats.bytes_written += done
             if done:  # the lines before the failure are on disk (the newline ending a torn line first)
                 self._forget_written(done - self._torn)
             if len(data) - done > self.max_pending_bytes:
+                # Given up; the file may still end in part of a line, which the next write ends.
                 self._stats.dropped += len(self._unwritten) // 2
                 self._unwritten.clear()
-                self._torn = False
             return
         self._torn = False
         self._stats.written += len(self._unwritten) // 2  # each line is followed by its newline
@@ -348,7 +352,6 @@ class TraceWriter:
         else:
             self._torn = done > 0
         self._stats.written += index // 2
-        self._stats.bytes_written += sum(map(len, kept[:index]))
         del kept[:index]
 
     def _maybe_rotate(self, incoming: int) -> None:
@@ -383,8 +386,7 @@ class TraceWriter:
         self._lock = threading.Lock()
         self._queue = collections.deque()
         self._queued_bytes = 0
-        self._unwritten = []
-        self._torn = False
+        self._unwritten = []  # _torn stays: the file may end in part of a parent's line
         self._new_chain()
 
 

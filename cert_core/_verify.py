@@ -10,10 +10,11 @@ happened:
 * **inserted**: a line repeats a sequence number already seen, or carries no chain at all;
 * **reordered**: a line appears before one that precedes it in its chain;
 * **damaged**: a line that is not a JSON object (binary garbage, a hand edit that broke it);
-* **truncated**: a partial line, as a crash during a write leaves it: at the end of the file, or
-  ended by the newline a writer that opened the file afterwards puts first. This is reported
-  apart: it is the expected trace of a killed process, not of tampering. (A line cut inside a
-  chain still leaves its chain a line short, which is reported as a deletion.)
+* **truncated**: a partial line, as a write cut short leaves it: at the end of the file, or
+  followed by what follows such a cut (the same line written again whole, as the writer does
+  after a full disk, or the first line of a writer that opened the file after a crash). This is
+  reported apart: it is the expected trace of a killed process or a full disk, not of tampering.
+  A partial line anywhere else is damage.
 
 The last line of a chain has no successor to vouch for it: an edit there is only detectable
 against a recorded chain head (``cert verify --heads``, or the evidence manifest), which is why the
@@ -235,11 +236,13 @@ def verify_traces(
     verifier = _Verifier(report)
     for path in files:
         lines_before, legacy_before = report.lines, report.legacy
-        last: tuple[int, bytes, bool] | None = None
+        last: tuple[int, bytes, bool] | None = None  # the last non-blank line, checked when the next comes
         try:
             for number, raw, had_newline in iter_lines(path):
+                if not raw.strip():
+                    continue
                 if last is not None:
-                    _check_line(verifier, path, *last)
+                    _check_line(verifier, path, *last, following=raw)
                 last = (number, raw, had_newline)
         except TraceSourceError:
             raise
@@ -247,7 +250,7 @@ def verify_traces(
             verifier._find("damaged", f"{path}", str(exc))
         if last is not None:
             number, raw, had_newline = last
-            if not had_newline and raw.strip():
+            if not had_newline:
                 _, problem = parse_line(raw)
                 if problem is not None:
                     report.lines += 1
@@ -265,7 +268,7 @@ def verify_traces(
             count = report.legacy - legacy_before
             report.notes.append(f"{path}: {count} legacy CERT record(s), which carry no chain to verify")
     verifier.finish()
-    if heads:
+    if heads is not None:  # an empty set of heads (a run that recorded nothing) expects no chain
         found = {h.chain: h for h in report.heads}
         for chain, expected in heads.items():
             head = found.get(chain)
@@ -293,19 +296,25 @@ def verify_traces(
     return report
 
 
-def _check_line(verifier: _Verifier, path: Path, number: int, raw: bytes, had_newline: bool) -> None:
-    if not raw.strip():
-        return
+def _check_line(
+    verifier: _Verifier,
+    path: Path,
+    number: int,
+    raw: bytes,
+    had_newline: bool,
+    following: bytes | None = None,
+) -> None:
+    """Check one non-blank line; ``following`` is the next non-blank line of the file, if any."""
     report = verifier.report
     report.lines += 1
     location = f"{path}:{number}"
     data, problem = parse_line(raw)
-    if problem is not None and _cut_short(raw):
+    if problem is not None and _cut_short(raw) and _resumes(raw, following):
         verifier._find(
             "truncated",
             location,
-            f"partial line of {len(raw)} bytes, ended by the next writer (a write cut short, e.g. by a "
-            "crash, and the file opened again); the records around it are intact",
+            f"partial line of {len(raw)} bytes, then the lines written after it (a write cut short, e.g. "
+            "by a crash or a full disk, and writing resumed); the records around it are intact",
         )
         return
     if problem is not None or not isinstance(data, dict):
@@ -331,14 +340,32 @@ def _check_line(verifier: _Verifier, path: Path, number: int, raw: bytes, had_ne
 
 def _cut_short(raw: bytes) -> bool:
     """Whether a bad line is the start of a record whose write stopped: JSON that ends early,
-    perhaps inside a character's UTF-8 bytes."""
-    if not raw.startswith(b'{"schema":'):
+    perhaps inside a number (``250.``, ``1e-``) or a character's UTF-8 bytes."""
+    if not (raw.startswith(_RECORD_START) or _RECORD_START.startswith(raw)):
         return False
     try:
         text = codecs.getincrementaldecoder("utf-8")().decode(raw)  # keeps back a cut character
-        msgspec.json.decode(text)
     except UnicodeDecodeError:
         return False
-    except msgspec.DecodeError as exc:
-        return str(exc) == "Input data was truncated"
+    for attempt in (text, text + "0"):  # the 0 completes a number cut after its sign, point or e
+        try:
+            msgspec.json.decode(attempt)
+        except msgspec.DecodeError as exc:
+            if str(exc) == "Input data was truncated":
+                return True
+        else:
+            return False
     return False
+
+
+def _resumes(raw: bytes, following: bytes | None) -> bool:
+    """Whether what follows a partial line is what follows a write cut short: nothing, the same
+    writer writing the line again whole, or the first line of a writer that opened the file
+    afterwards (a chain starting at seq 0 from the genesis link). Junk inserted mid-file is not."""
+    if following is None or following.startswith(raw):
+        return True
+    data, problem = parse_line(following)
+    return problem is None and isinstance(data, dict) and data.get("seq") == 0 and data.get("prev") == GENESIS
+
+
+_RECORD_START = b'{"schema":'

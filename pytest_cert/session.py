@@ -642,7 +642,7 @@ class CertSession:
                 # A record holding something JSON cannot carry: keep the result, say what was lost.
                 lost = f"{len(state.records)} record(s) not kept: {type(exc).__name__}: {exc}"
                 result["extra"]["records_error"] = lost
-                payload = msgspec.json.encode((result, []), enc_hook=json_fallback)
+                payload = msgspec.json.encode((result, []), enc_hook=_repr_or_placeholder)
             report.user_properties.append((RESULT_PROPERTY, payload.decode()))
             # Items live until the session ends: drop what the payload now carries.
             state.records, state.measurements = [], []
@@ -1225,6 +1225,16 @@ class CertSession:
         from .terminal import write_summary
 
         write_summary(self, terminalreporter)
+
+
+def _repr_or_placeholder(value: Any) -> Any:
+    """json_fallback, with a placeholder where a value's repr() raises: a test result must be kept."""
+    from cert_core import json_fallback
+
+    try:
+        return json_fallback(value)
+    except Exception:
+        return f"<{type(value).__name__}: repr failed>"
 
 
 def _instrumentation_errors() -> int:

@@ -207,8 +207,9 @@ def test_a_named_provider_is_never_priced_from_another_providers_table(provider:
     assert result.error is not None
     assert f"provider {provider!r}" in result.error
     assert "price file" in result.error
-    # Without a provider, the model's own id finds its list price.
+    # Without a provider (None or ""), the model's own id finds its list price.
     assert price_call(None, model, {"input_tokens": 10, "output_tokens": 10}).cost_usd
+    assert price_call("", model, {"input_tokens": 10, "output_tokens": 10}).cost_usd
 
 
 @pytest.mark.parametrize("model", [None, ""])

@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,17 @@ def test_disk_full_keeps_records_for_retry_then_counts_them(tmp_path: Path) -> N
     assert writer.stats.dropped == 1
 
 
-@pytest.mark.parametrize("cut", ["nothing", "inside-a-line", "before-its-newline", "after-its-newline"])
+@pytest.mark.parametrize(
+    "cut",
+    [
+        "nothing",
+        "inside-a-line",
+        "a-byte-into-a-line",
+        "inside-a-number",
+        "before-its-newline",
+        "after-its-newline",
+    ],
+)
 def test_a_write_cut_short_is_resumed_without_repeating_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut: str
 ) -> None:
@@ -154,11 +165,15 @@ def test_a_write_cut_short_is_resumed_without_repeating_lines(
     def disk_fills(fd: int, data: Any) -> int:
         if not calls:
             calls.append(fd)
-            ends = [i + 1 for i, byte in enumerate(bytes(data)) if byte == ord("\n")]
+            raw = bytes(data)
+            ends = [i + 1 for i, byte in enumerate(raw) if byte == ord("\n")]
+            number = raw.index(b'"duration_ms":', ends[1]) + len(b'"duration_ms":')
             # after line 2 / within line 3 / line 3 without its newline / after line 3
             offset = {
                 "nothing": 0,
                 "inside-a-line": ends[1] + 10,
+                "a-byte-into-a-line": ends[1] + 1,
+                "inside-a-number": raw.index(b".", number) + 1,  # "duration_ms":250.
                 "before-its-newline": ends[2] - 1,
                 "after-its-newline": ends[2],
             }[cut]
@@ -176,15 +191,82 @@ def test_a_write_cut_short_is_resumed_without_repeating_lines(
 
     assert writer.stats.written == 7
     assert writer.stats.dropped == 0
+    assert writer.stats.bytes_written == path.stat().st_size
     report = verify_traces(path)
     assert not report.tampered, report.findings
     assert [(h.records, h.last_seq) for h in report.heads] == [(7, 6)]
-    torn = cut == "inside-a-line"
+    torn = cut in ("inside-a-line", "a-byte-into-a-line", "inside-a-number")
     assert [f.kind for f in report.findings] == (["truncated"] if torn else [])
     errors: list[TraceReadError] = []
     records = list(read_traces(path, strict=False, on_error=errors.append))
     assert [r.seq for r in records] == list(range(7))
     assert len(errors) == torn
+
+
+def cut_once(monkeypatch: pytest.MonkeyPatch, at: Callable[[bytes], int]) -> list[int]:
+    """The next flush's write goes out up to ``at(data)`` bytes, then the disk is full."""
+    real_write, calls = os.write, []
+
+    def disk_fills(fd: int, data: Any) -> int:
+        if not calls:
+            calls.append(fd)
+            offset = at(bytes(data))
+            if offset:
+                return real_write(fd, data[:offset])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_fills)
+    return calls
+
+
+def test_records_given_up_after_a_cut_never_merge_into_the_part_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "t.jsonl"
+    writer = TraceWriter(path, max_pending_bytes=10)  # gives up on the rest at once
+    for i in range(5):
+        writer.write(make_record(i))
+    cut_once(monkeypatch, lambda data: data.index(b"\n", data.index(b"\n") + 1) + 11)  # into line 3
+    writer.flush()
+    monkeypatch.undo()
+    assert writer.stats.dropped == 3
+    for i in range(5, 7):
+        writer.write(make_record(i))
+    writer.close()
+    errors: list[TraceReadError] = []
+    records = list(read_traces(path, strict=False, on_error=errors.append))
+    assert [r.output for r in records] == ["answer 0", "answer 1", "answer 5", "answer 6"]
+    assert [e.line for e in errors] == [3]  # the part line, alone on its line
+    assert writer.stats.bytes_written == path.stat().st_size
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_while_the_file_ends_in_a_part_line_ends_it_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "t.jsonl"
+    writer = TraceWriter(path)
+    for i in range(3):
+        writer.write(make_record(i))
+    cut_once(monkeypatch, lambda data: len(data) - 1)  # all but the last newline
+    writer.flush()
+    monkeypatch.undo()
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            for i in range(10, 12):
+                writer.write(make_record(i))
+            writer.close()
+        finally:
+            os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    writer.write(make_record(3))
+    writer.close()
+    outputs = sorted(r.output for r in read_traces(path))
+    assert outputs == sorted(f"answer {i}" for i in (0, 1, 2, 3, 10, 11))
+    report = verify_traces(path)
+    assert report.exit_code == 0, report.findings
+    assert sorted(h.records for h in report.heads) == [2, 4]
 
 
 def test_fsync_always_waits_for_a_flush_under_way(tmp_path: Path) -> None:

@@ -161,21 +161,46 @@ def test_a_line_cut_by_a_crash_and_ended_by_the_next_writer_is_truncated_not_tam
 
     report = verify_traces(path)
     assert [(f.kind, f.location) for f in report.findings] == [("truncated", f"{path}:5")]
-    assert "ended by the next writer" in report.findings[0].message
+    assert "writing resumed" in report.findings[0].message
     assert report.exit_code == 3
     assert [(h.records, h.last_seq) for h in report.heads] == [(4, 3), (3, 2)]
     assert main(["verify", "-q", str(path)]) == 3
 
 
-def test_a_line_cut_inside_a_chain_still_leaves_the_chain_a_line_short(log: Path) -> None:
+def test_a_line_cut_inside_a_chain_is_damage_and_leaves_the_chain_a_line_short(log: Path) -> None:
+    """Only a write that resumed (the line again whole, or a new writer's first line) follows a
+    partial line; a cut line followed by its chain's next one was cut by hand."""
     lines = lines_of(log)
     lines[2] = lines[2][:-50]
     rewrite(log, lines)
     report = verify_traces(log)
     assert [(f.kind, f.location) for f in report.findings] == [
-        ("truncated", f"{log}:3"),
+        ("damaged", f"{log}:3"),
         ("deleted", f"{log}:4"),
     ]
+    assert report.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [b'{"schema":"cert.trace/1","output":"abc', b'{"schema":{"schema":"cert.trace/1"'],
+    ids=["unfinished-record", "wrapped-record"],
+)
+def test_an_unfinished_line_inserted_between_two_lines_of_a_chain_is_damage(log: Path, junk: bytes) -> None:
+    """(A line that is the start of the line after it reads as a write resumed, and is reported as
+    truncated: it holds nothing that line does not.)"""
+    lines = lines_of(log)
+    lines.insert(3, junk)
+    rewrite(log, lines)
+    report = verify_traces(log)
+    assert [(f.kind, f.location) for f in report.findings] == [("damaged", f"{log}:4")]
+    assert report.exit_code == 1
+
+
+def test_an_empty_set_of_heads_expects_no_chain(log: Path) -> None:
+    """A run that recorded nothing has no chain heads: any chain in its file is unknown."""
+    report = verify_traces(log, heads={})
+    assert [f.kind for f in report.findings] == ["unknown-chain"]
     assert report.exit_code == 1
 
 

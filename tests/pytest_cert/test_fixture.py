@@ -247,6 +247,33 @@ def test_records_json_cannot_carry_leave_the_result_and_say_what_was_lost(
     )
 
 
+def test_a_result_hook_adding_an_unreprable_value_keeps_the_result(
+    project: pytest.Pytester, evidence
+) -> None:
+    project.makeconftest(
+        (project.path / "conftest.py").read_text()
+        + """
+class Unreprable:
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+def pytest_cert_test_result(item, result):
+    result["extra"]["owner"] = Unreprable()
+"""
+    )
+    project.makepyfile(
+        """
+        def test_one(cert_trace):
+            cert_trace.record(provider="openai", model="gpt-4o-mini", input_tokens=1, output_tokens=1)
+        """
+    )
+    project.runpytest().assert_outcomes(passed=1)
+    test = evidence.test("test_one")
+    assert test["outcome"] == "passed"
+    assert test["extra"]["owner"] == "<Unreprable: repr failed>"
+    assert test["extra"]["records_error"] == "1 record(s) not kept: RuntimeError: no repr"
+
+
 def test_expect_rejects_non_text_with_a_hint(project: pytest.Pytester) -> None:
     project.makepyfile(
         """
