@@ -43,6 +43,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import callgrind
+
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 WORKLOADS = {"openai": 200, "anthropic": 200, "stream": 20}  # calls per worker
 STREAM_CHUNKS = 101
@@ -222,34 +224,9 @@ def run_worker(mode: str, workload: str, calls: int) -> float:
 
 
 def count_instructions() -> None:
-    import os
-    import re
-
     def instructions(mode: str, calls: int) -> int:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = subprocess.run(
-                [
-                    "valgrind",
-                    "--tool=callgrind",
-                    f"--callgrind-out-file={tmp}/callgrind.out",
-                    sys.executable,
-                    __file__,
-                    "--worker",
-                    mode,
-                    "--workload",
-                    "openai",
-                    "--calls",
-                    str(calls),
-                    "--count-only",
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-                env={**os.environ, "PYTHONHASHSEED": "0"},
-            ).stderr
-        match = re.search(r"I\s+refs:\s+([\d,]+)", out)
-        assert match, out[-2000:]
-        return int(match.group(1).replace(",", ""))
+        worker = ["--worker", mode, "--workload", "openai", "--calls", str(calls), "--count-only"]
+        return callgrind.instructions([sys.executable, __file__, *worker])
 
     per_call = {}
     for mode in ("bare", "cert"):

@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import callgrind
 
 import cert_core
 from cert_core import TraceRecord, TraceWriter, format_timestamp, new_span_id, new_trace_id, read_traces
@@ -167,27 +166,7 @@ def instructions_worker(kind: str, path: Path, count: int) -> None:
 
 def count_instructions() -> None:
     def instructions(kind: str, path: Path, count: int) -> int:
-        out = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--callgrind-out-file=/dev/null",
-                sys.executable,
-                __file__,
-                "--worker",
-                kind,
-                str(path),
-                str(count),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-        ).stderr
-        match = re.search(r"Collected\s*:\s*(\d+)", out)
-        if match is None:
-            raise SystemExit(f"valgrind printed no instruction count:\n{out[-2000:]}")
-        return int(match.group(1))
+        return callgrind.instructions([sys.executable, __file__, "--worker", kind, str(path), str(count)])
 
     calls = 20_000
     with tempfile.TemporaryDirectory() as tmp:
