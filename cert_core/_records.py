@@ -497,6 +497,11 @@ def _legacy_field(
     return value
 
 
+_ZONE = re.compile(r"(Z|[+-]\d{2}(:?\d{2})?)$")  # an explicit zone ends an ISO 8601 date-time
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def from_legacy(data: Mapping[str, Any]) -> TraceRecord:
     """Convert one line of the original CERT framework's log.
 
@@ -512,7 +517,7 @@ def from_legacy(data: Mapping[str, Any]) -> TraceRecord:
         raise RecordError("timestamp", "required field is missing")
     try:
         # The original framework wrote UTC; a timestamp without a zone is taken as UTC.
-        start = parse_timestamp(raw_ts if raw_ts.endswith("Z") or "+" in raw_ts[10:] else raw_ts + "Z")
+        start = parse_timestamp(raw_ts if _ZONE.search(raw_ts, 11) else raw_ts + "Z")  # after the date
     except ValueError:
         raise RecordError("timestamp", f"not an ISO 8601 date/time: {raw_ts!r}") from None
     metadata = dict(_legacy_field(data, "metadata", (dict,)) or {})
@@ -521,7 +526,10 @@ def from_legacy(data: Mapping[str, Any]) -> TraceRecord:
         not isinstance(latency, (int, float)) or isinstance(latency, bool) or latency < 0
     ):
         raise RecordError("metadata.latency_ms", f"must be a number >= 0, got {_short(latency)}")
-    duration = float(latency or 0.0)
+    try:
+        duration = float(latency or 0.0)
+    except OverflowError:  # an int too large for a float
+        raise RecordError("metadata.latency_ms", f"must be a number >= 0, got {_short(latency)}") from None
     tokens = metadata.pop("tokens", None)
     usage: Usage | None = None
     if tokens is not None:
@@ -542,11 +550,19 @@ def from_legacy(data: Mapping[str, Any]) -> TraceRecord:
     if cost is not None and cost < 0:
         raise RecordError("cost", f"must be >= 0, got {cost!r}")
     confidence = _legacy_field(data, "confidence", (int, float))
+    if confidence is not None and not 0 <= confidence <= 1:
+        raise RecordError("confidence", f"must be between 0 and 1, got {confidence!r}")
     kind: Kind = "llm" if (platform or model) else "function"
     digest = hashlib.sha256(repr(sorted(data.items(), key=lambda kv: kv[0])).encode()).hexdigest()
-    start_ns = int(start.timestamp()) * 1_000_000_000 + start.microsecond * 1000
-    end = start + timedelta(milliseconds=duration)
-    end_ns = int(end.timestamp()) * 1_000_000_000 + end.microsecond * 1000
+    try:
+        end = start + timedelta(milliseconds=duration)
+    except OverflowError:
+        raise RecordError(
+            "metadata.latency_ms", f"{_short(latency)} ms after {raw_ts} ends past the year 9999"
+        ) from None
+    # Exact microseconds since the epoch (timestamp() would round a time before 1970 the wrong way).
+    start_ns = (start - _EPOCH) // _MICROSECOND * 1000
+    end_ns = (end - _EPOCH) // _MICROSECOND * 1000
     return TraceRecord(
         schema=LEGACY_SCHEMA,
         trace_id=digest[:32],

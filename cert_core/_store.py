@@ -316,7 +316,9 @@ class TraceWriter:
             if self._fd is None:
                 self._fd = self._open()
             if self.max_bytes is not None:
-                self._maybe_rotate(len(data))
+                self._maybe_rotate(len(data))  # follows a file replaced by another process, too
+            else:
+                self._follow_path()
             view = memoryview(data)
             while done < len(data):
                 done += os.write(self._fd, view[done:])
@@ -371,6 +373,21 @@ class TraceWriter:
                 self.path.rename(_next_archive(self.path))
                 self._reopen()
                 self._stats.rotations += 1
+
+    def _follow_path(self) -> None:
+        """Write to the file at the path: one deleted, moved or replaced since it was opened would
+        otherwise take (or hide) every later record."""
+        try:
+            on_disk = self.path.stat()
+        except FileNotFoundError:
+            on_disk = None
+        if on_disk is None or on_disk.st_ino != self._fd_inode:
+            logger.info(
+                "cert trace writer %s: the file was %s since it was opened; writing to a new file there",
+                self.path,
+                "deleted or moved" if on_disk is None else "replaced",
+            )
+            self._reopen()
 
     def _reopen(self) -> None:
         # Forget the old descriptor before opening: if opening fails, its number (which the
@@ -518,7 +535,9 @@ def _natural_order(path: Path) -> tuple[str, int, str]:
 def trace_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
     """The files a source names: a file, a directory (its ``*.jsonl``/``*.jsonl.gz``) or a glob.
 
-    Raises :class:`TraceSourceError` when a source matches nothing.
+    Each file comes once however often it is named, in natural order: a rotated log's archives
+    (``traces.000001.jsonl``, ...) in number order before its live file. Raises
+    :class:`TraceSourceError` when a source matches nothing.
     """
     sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     files: list[Path] = []
@@ -542,7 +561,9 @@ def trace_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
             files.extend(matched)
         else:
             raise TraceSourceError(f"{path}: no such file or directory")
-    return files
+    # Each file once, however often it was named, and a rotated log's archives before its live file.
+    unique = {path.resolve(): path for path in reversed(files)}
+    return sorted(unique.values(), key=_natural_order)
 
 
 def _open_binary(path: Path) -> io.BufferedIOBase:

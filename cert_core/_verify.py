@@ -39,6 +39,8 @@ from ._store import GENESIS, TraceSourceError, iter_lines, parse_line, trace_fil
 
 __all__ = ["ChainHead", "Finding", "VerifyReport", "verify_traces"]
 
+# Legacy lines in a file of chained lines named one by one in the findings; the rest are counted.
+_LEGACY_NAMED = 20
 # How many out-of-order lines of one chain are held while waiting for the missing ones, before the
 # gap is declared a deletion. Bounds memory on huge files with an early deletion.
 _PENDING_LIMIT = 4096
@@ -136,6 +138,25 @@ class _Verifier:
     def __init__(self, report: VerifyReport) -> None:
         self.report = report
         self.chains: dict[str, _ChainState] = {}
+        self.file_chained = False  # the current file holds chained lines
+        self.legacy_lines: list[str] = []  # where the current file's first legacy lines are
+
+    def legacy_among_chained(self, path: Path, count: int) -> None:
+        """Legacy lines carry nothing to verify: in a file of chained lines, where a writer of
+        ours never puts one, each is a record someone could have inserted at will."""
+        for location in self.legacy_lines:
+            self._find(
+                "unchained",
+                location,
+                "legacy CERT record in a file of chained records: nothing vouches for it, so it may "
+                "have been inserted (keep legacy logs in files of their own)",
+            )
+        if count > len(self.legacy_lines):
+            self._find(
+                "unchained",
+                str(path),
+                f"{count - len(self.legacy_lines)} more legacy CERT record(s) like these",
+            )
 
     def add(self, chain: str, link: _Link) -> None:
         state = self.chains.get(chain)
@@ -236,6 +257,7 @@ def verify_traces(
     verifier = _Verifier(report)
     for path in files:
         lines_before, legacy_before = report.lines, report.legacy
+        verifier.file_chained, verifier.legacy_lines = False, []
         last: tuple[int, bytes, bool] | None = None  # the last non-blank line, checked when the next comes
         try:
             for number, raw, had_newline in iter_lines(path):
@@ -264,6 +286,8 @@ def verify_traces(
             _check_line(verifier, path, *last)
         if report.lines == lines_before:
             report.notes.append(f"{path}: empty file (no records)")
+        elif report.legacy > legacy_before and verifier.file_chained:
+            verifier.legacy_among_chained(path, report.legacy - legacy_before)
         elif report.legacy > legacy_before:
             count = report.legacy - legacy_before
             report.notes.append(f"{path}: {count} legacy CERT record(s), which carry no chain to verify")
@@ -324,6 +348,8 @@ def _check_line(
     if chain is None and seq is None and prev is None:
         if "schema" not in data and "timestamp" in data:
             report.legacy += 1  # original CERT format: never chained, nothing to check
+            if len(verifier.legacy_lines) < _LEGACY_NAMED:
+                verifier.legacy_lines.append(location)
             return
         verifier._find(
             "unchained", location, "record carries no chain fields (chain, seq, prev); it was inserted"
@@ -335,6 +361,7 @@ def _check_line(
         )
         return
     report.chained += 1
+    verifier.file_chained = True
     verifier.add(chain, _Link(seq, prev, hashlib.sha256(raw).hexdigest(), location))
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -206,12 +206,33 @@ def test_legacy_cert_record_is_converted(trace_schema: dict[str, Any]) -> None:
         ({"metadata": {"latency_ms": -5}}, "metadata.latency_ms"),
         ({"metadata": {"tokens": {"prompt": "12"}}}, "metadata.tokens.prompt"),
         ({"platform": 3}, "platform"),
+        ({"confidence": 7}, "confidence"),
+        ({"metadata": {"latency_ms": 1e300}}, "metadata.latency_ms"),
+        ({"metadata": {"latency_ms": 10**400}}, "metadata.latency_ms"),
+        ({"timestamp": "9999-12-31T23:59:59.999999", "metadata": {"latency_ms": 5}}, "metadata.latency_ms"),
     ],
 )
 def test_bad_legacy_record_names_the_field(change: dict[str, Any], field: str) -> None:
     with pytest.raises(RecordError) as info:
         TraceRecord.from_dict({**LEGACY, **change})
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "start_time"),
+    [
+        ("2025-01-15T10:30:00", "2025-01-15T10:30:00.000000Z"),  # no zone: UTC
+        ("2025-01-15T10:30:00Z", "2025-01-15T10:30:00.000000Z"),
+        ("2025-01-15T10:30:00+05:30", "2025-01-15T05:00:00.000000Z"),
+        ("2025-01-15T10:30:00-05:00", "2025-01-15T15:30:00.000000Z"),
+        ("2025-01-15T10:30:00-0500", "2025-01-15T15:30:00.000000Z"),
+        ("1969-12-31T23:59:59.5", "1969-12-31T23:59:59.500000Z"),  # before 1970, not rounded up
+    ],
+)
+def test_legacy_timestamps_keep_their_zone_and_instant(timestamp: str, start_time: str) -> None:
+    record = TraceRecord.from_dict({**LEGACY, "timestamp": timestamp})
+    assert record.start_time == start_time
+    assert record.end - record.start == timedelta(milliseconds=234)
 
 
 def test_records_are_immutable_and_replace_copies() -> None:

@@ -682,6 +682,71 @@ def test_damaged_gzip_is_reported_with_the_line_reached(tmp_path: Path) -> None:
     assert errors[0].field == "<file>"
 
 
+def test_a_legacy_line_tolerant_mode_cannot_convert_is_reported_not_raised(tmp_path: Path) -> None:
+    path = tmp_path / "production.jsonl"
+    lines = [
+        {"timestamp": "2024-03-05T10:20:30", "platform": "openai", "metadata": {"latency_ms": 1e300}},
+        {"timestamp": "2024-03-05T10:20:31", "platform": "openai", "metadata": {"latency_ms": 5}},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    errors: list[TraceReadError] = []
+    records = list(read_traces(path, strict=False, on_error=errors.append))
+    assert [r.start_time for r in records] == ["2024-03-05T10:20:31.000000Z"]
+    assert [str(e).split(": ")[:2] for e in errors] == [[f"{path}:1", "metadata.latency_ms"]]
+
+
+def test_a_legacy_line_among_chained_lines_is_reported_as_unchained(tmp_path: Path) -> None:
+    """A legacy line carries nothing to verify: in a file of chained records it is a record
+    anyone could have inserted (read_traces would read it like the others)."""
+    path = tmp_path / "t.jsonl"
+    with TraceWriter(path) as writer:
+        for i in range(3):
+            writer.write(make_record(i))
+    lines = path.read_bytes().splitlines()
+    forged = json.dumps({"timestamp": "2024-03-05T10:20:30", "platform": "openai", "cost": 999.0}).encode()
+    path.write_bytes(b"\n".join([forged, *lines[:2], forged, lines[2]]) + b"\n")
+    report = verify_traces(path)
+    assert [(f.kind, f.location) for f in report.findings] == [
+        ("unchained", f"{path}:1"),
+        ("unchained", f"{path}:4"),
+    ]
+    assert "legacy CERT record in a file of chained records" in report.findings[0].message
+    assert report.exit_code == 1
+
+
+def test_a_file_named_twice_or_archives_out_of_order_are_read_once_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    with TraceWriter(path, buffer_bytes=0, max_bytes=3000) as writer:
+        for i in range(12):
+            writer.write(make_record(i))
+    archives = sorted(tmp_path.glob("t.0*.jsonl"))
+    assert len(archives) >= 2
+    named = [path, *reversed(archives), str(tmp_path / "t*.jsonl"), tmp_path / "." / "t.jsonl"]
+    assert [r.seq for r in read_traces(named)] == list(range(12))
+    assert verify_traces(named).exit_code == 0
+
+
+@pytest.mark.parametrize("how", ["deleted", "moved"])
+def test_a_writer_whose_file_was_deleted_or_moved_writes_a_new_one_at_its_path(
+    tmp_path: Path, how: str
+) -> None:
+    path = tmp_path / "t.jsonl"
+    writer = TraceWriter(path)
+    writer.write(make_record(0))
+    writer.flush()
+    if how == "deleted":
+        path.unlink()
+    else:
+        path.rename(tmp_path / "old.jsonl")
+    for i in range(1, 3):
+        writer.write(make_record(i))
+    writer.close()
+    assert [r.output for r in read_traces(path)] == ["answer 1", "answer 2"]
+    assert writer.stats.written == 3
+    if how == "moved":
+        assert [r.output for r in read_traces(tmp_path / "old.jsonl")] == ["answer 0"]
+
+
 def test_legacy_cert_log_is_read(tmp_path: Path) -> None:
     path = tmp_path / "production.jsonl"
     line = {
