@@ -576,7 +576,7 @@ def _open_binary(path: Path) -> io.BufferedIOBase:
 
 
 _CHUNK = 1 << 20
-# Compressed files are read in smaller steps: a damaged stream loses at most one step's records.
+# Compressed files are read one decompression step at a time: the records before damage all come back.
 _GZ_CHUNK = 1 << 14
 
 
@@ -698,7 +698,7 @@ def _blocks(path: Path, name: str, lines: _LineCounter) -> Iterator[tuple[int, b
         rest = b""
         while True:
             try:
-                chunk = stream.read(size)
+                chunk = stream.read1(size)  # one decompression step: a damaged one loses no earlier data
             except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
                 damaged = f"compressed data is damaged: {exc}"
                 raise TraceReadError(name, lines.lines + 1, "<file>", damaged) from exc

@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 import tracemalloc
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -667,6 +668,26 @@ def test_unusable_source_raises_a_clear_error(tmp_path: Path, make_source: objec
     for strict in (True, False):
         with pytest.raises(TraceSourceError, match=message):
             list(read_traces(source, strict=strict))
+
+
+@pytest.mark.parametrize(
+    ("lines", "damage"),
+    [(3, "trailing-garbage"), (2000, "trailing-garbage"), (2000, "cut-in-half")],
+)
+def test_a_damaged_gzip_gives_back_every_line_before_the_damage(
+    tmp_path: Path, lines: int, damage: str
+) -> None:
+    text = b"".join(json.dumps(make_record(i).to_dict()).encode() + b"\n" for i in range(lines))
+    data = gzip.compress(text)
+    data = data + b"GARBAGE" if damage == "trailing-garbage" else data[: len(data) // 2]
+    path = tmp_path / "t.jsonl.gz"
+    path.write_bytes(data)
+    recoverable = zlib.decompressobj(wbits=31).decompress(data).count(b"\n")
+    errors: list[TraceReadError] = []
+    records = list(read_traces(path, strict=False, on_error=errors.append))
+    assert len(records) == recoverable == (lines if damage == "trailing-garbage" else recoverable)
+    assert [e.field for e in errors] == ["<file>"]
+    assert "compressed data is damaged" in errors[0].problem
 
 
 def test_damaged_gzip_is_reported_with_the_line_reached(tmp_path: Path) -> None:
