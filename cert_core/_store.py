@@ -649,6 +649,7 @@ def read_traces(
 
 
 _BLOCK = 1 << 16
+_BOM = b"\xef\xbb\xbf"
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
 _SCHEMA_START = b'{"schema":'
 
@@ -706,6 +707,8 @@ def _blocks(path: Path, name: str, lines: _LineCounter) -> Iterator[tuple[int, b
                 if rest:
                     yield position - len(rest), rest, 0, len(rest)
                 return
+            if position == 0 and chunk.startswith(_BOM):  # an editor's byte order mark, not a record's
+                chunk, position = chunk[len(_BOM) :], len(_BOM)
             start = 0
             if rest:
                 newline = chunk.find(b"\n")

@@ -768,6 +768,22 @@ def test_a_writer_whose_file_was_deleted_or_moved_writes_a_new_one_at_its_path(
         assert [r.output for r in read_traces(tmp_path / "old.jsonl")] == ["answer 0"]
 
 
+@pytest.mark.parametrize("compressed", [False, True], ids=["jsonl", "gz"])
+def test_a_byte_order_mark_an_editor_added_is_skipped(tmp_path: Path, compressed: bool) -> None:
+    path = tmp_path / "t.jsonl"
+    with TraceWriter(path) as writer:
+        for i in range(3):
+            writer.write(make_record(i))
+    data = b"\xef\xbb\xbf" + path.read_bytes()
+    if compressed:
+        path.unlink()
+        path = tmp_path / "t.jsonl.gz"
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    assert [r.seq for r in read_traces(path)] == [0, 1, 2]
+    assert verify_traces(path).exit_code == 0
+
+
 def test_legacy_cert_log_is_read(tmp_path: Path) -> None:
     path = tmp_path / "production.jsonl"
     line = {
