@@ -139,6 +139,7 @@ class _Verifier:
         self.report = report
         self.chains: dict[str, _ChainState] = {}
         self.file_chained = False  # the current file holds chained lines
+        self.crlf = False  # the current file's lines end in CRLF
         self.legacy_lines: list[str] = []  # where the current file's first legacy lines are
 
     def legacy_among_chained(self, path: Path, count: int) -> None:
@@ -257,7 +258,7 @@ def verify_traces(
     verifier = _Verifier(report)
     for path in files:
         lines_before, legacy_before = report.lines, report.legacy
-        verifier.file_chained, verifier.legacy_lines = False, []
+        verifier.file_chained, verifier.legacy_lines, verifier.crlf = False, [], False
         last: tuple[int, bytes, bool] | None = None  # the last non-blank line, checked when the next comes
         try:
             for number, raw, had_newline in iter_lines(path):
@@ -284,6 +285,10 @@ def verify_traces(
                     )
                     continue
             _check_line(verifier, path, *last)
+        if verifier.crlf:
+            report.notes.append(
+                f"{path}: CRLF line endings (converted after writing); the chain ignores them"
+            )
         if report.lines == lines_before:
             report.notes.append(f"{path}: empty file (no records)")
         elif report.legacy > legacy_before and verifier.file_chained:
@@ -329,6 +334,9 @@ def _check_line(
     following: bytes | None = None,
 ) -> None:
     """Check one non-blank line; ``following`` is the next non-blank line of the file, if any."""
+    if raw.endswith(b"\r"):  # CRLF line endings, converted after writing: whitespace, not content
+        raw = raw[:-1]
+        verifier.crlf = True
     report = verifier.report
     report.lines += 1
     location = f"{path}:{number}"

@@ -204,6 +204,18 @@ def test_an_empty_set_of_heads_expects_no_chain(log: Path) -> None:
     assert report.exit_code == 1
 
 
+def test_crlf_line_endings_are_noted_not_taken_for_edits(log: Path) -> None:
+    log.write_bytes(log.read_bytes().replace(b"\n", b"\r\n"))
+    report = verify_traces(log)
+    assert report.findings == []
+    assert report.exit_code == 0
+    assert report.notes == [f"{log}: CRLF line endings (converted after writing); the chain ignores them"]
+    lines = lines_of(log)
+    lines[2] = lines[2].replace(b"answer 2", b"answer X")  # an edit is still an edit
+    rewrite(log, lines)
+    assert [f.kind for f in verify_traces(log).findings] == ["edited"]
+
+
 def test_damaged_line_is_reported(log: Path) -> None:
     lines = lines_of(log)
     lines[1] = b"\x00\x01binary\xff"
