@@ -563,6 +563,11 @@ def trace_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
             raise TraceSourceError(f"{path}: no such file or directory")
     # Each file once, however often it was named, and a rotated log's archives before its live file.
     unique = {path.resolve(): path for path in reversed(files)}
+    for resolved, path in list(unique.items()):
+        if resolved.name.endswith(".gz") and resolved.with_name(resolved.name[:-3]) in unique:
+            # "gzip -k" keeps both: read the file it was made from, not the same records twice.
+            logger.warning("%s: skipped, %s is read instead (the same log, compressed)", path, path.name[:-3])
+            del unique[resolved]
     return sorted(unique.values(), key=_natural_order)
 
 

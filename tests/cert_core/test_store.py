@@ -747,6 +747,21 @@ def test_a_file_named_twice_or_archives_out_of_order_are_read_once_in_order(tmp_
     assert verify_traces(named).exit_code == 0
 
 
+def test_an_archive_beside_its_gzip_copy_is_read_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "t.jsonl"
+    with TraceWriter(path, buffer_bytes=0, max_bytes=3000) as writer:
+        for i in range(12):
+            writer.write(make_record(i))
+    archive = tmp_path / "t.000001.jsonl"
+    (tmp_path / "t.000001.jsonl.gz").write_bytes(gzip.compress(archive.read_bytes()))  # gzip -k
+    with caplog.at_level(logging.WARNING, logger="cert_core"):
+        assert [r.seq for r in read_traces(tmp_path)] == list(range(12))
+    assert "t.000001.jsonl.gz: skipped" in caplog.text
+    assert verify_traces(tmp_path).exit_code == 0
+
+
 @pytest.mark.parametrize("how", ["deleted", "moved"])
 def test_a_writer_whose_file_was_deleted_or_moved_writes_a_new_one_at_its_path(
     tmp_path: Path, how: str
