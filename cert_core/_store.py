@@ -360,12 +360,8 @@ class TraceWriter:
         assert self._fd is not None
         assert self.max_bytes is not None
         with _rotation_lock(self.path):
-            try:
-                on_disk = self.path.stat()
-            except FileNotFoundError:
-                on_disk = None
-            if on_disk is None or on_disk.st_ino != self._fd_inode:
-                # Another process rotated the file: follow it to the new one.
+            on_disk = self._on_disk()
+            if on_disk is None:  # another process rotated the file: follow it to the new one
                 self._reopen()
                 assert self._fd is not None
                 on_disk = os.fstat(self._fd)
@@ -374,18 +370,22 @@ class TraceWriter:
                 self._reopen()
                 self._stats.rotations += 1
 
-    def _follow_path(self) -> None:
-        """Write to the file at the path: one deleted, moved or replaced since it was opened would
-        otherwise take (or hide) every later record."""
+    def _on_disk(self) -> os.stat_result | None:
+        """The file at the path, or ``None`` when it is gone or is not the one held open."""
         try:
             on_disk = self.path.stat()
         except FileNotFoundError:
-            on_disk = None
-        if on_disk is None or on_disk.st_ino != self._fd_inode:
+            return None
+        return on_disk if on_disk.st_ino == self._fd_inode else None
+
+    def _follow_path(self) -> None:
+        """Write to the file at the path: one deleted, moved or replaced since it was opened would
+        otherwise take (or hide) every later record."""
+        if self._on_disk() is None:
             logger.info(
-                "cert trace writer %s: the file was %s since it was opened; writing to a new file there",
+                "cert trace writer %s: the file was deleted, moved or replaced since it was opened; "
+                "writing to a new file there",
                 self.path,
-                "deleted or moved" if on_disk is None else "replaced",
             )
             self._reopen()
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import msgspec
 
-from ._store import GENESIS, TraceSourceError, iter_lines, parse_line, trace_files
+from ._store import _SCHEMA_START, GENESIS, TraceSourceError, iter_lines, parse_line, trace_files
 
 __all__ = ["ChainHead", "Finding", "VerifyReport", "verify_traces"]
 
@@ -138,9 +138,13 @@ class _Verifier:
     def __init__(self, report: VerifyReport) -> None:
         self.report = report
         self.chains: dict[str, _ChainState] = {}
-        self.file_chained = False  # the current file holds chained lines
-        self.crlf = False  # the current file's lines end in CRLF
-        self.legacy_lines: list[str] = []  # where the current file's first legacy lines are
+        self.start_file()
+
+    def start_file(self) -> None:
+        """Forget what was seen of the previous file (chains carry on across files)."""
+        self.file_chained = False  # the file holds chained lines
+        self.crlf = False  # its lines end in CRLF
+        self.legacy_lines: list[str] = []  # where its first legacy lines are
 
     def legacy_among_chained(self, path: Path, count: int) -> None:
         """Legacy lines carry nothing to verify: in a file of chained lines, where a writer of
@@ -258,7 +262,7 @@ def verify_traces(
     verifier = _Verifier(report)
     for path in files:
         lines_before, legacy_before = report.lines, report.legacy
-        verifier.file_chained, verifier.legacy_lines, verifier.crlf = False, [], False
+        verifier.start_file()
         last: tuple[int, bytes, bool] | None = None  # the last non-blank line, checked when the next comes
         try:
             for number, raw, had_newline in iter_lines(path):
@@ -376,7 +380,7 @@ def _check_line(
 def _cut_short(raw: bytes) -> bool:
     """Whether a bad line is the start of a record whose write stopped: JSON that ends early,
     perhaps inside a number (``250.``, ``1e-``) or a character's UTF-8 bytes."""
-    if not (raw.startswith(_RECORD_START) or _RECORD_START.startswith(raw)):
+    if not (raw.startswith(_SCHEMA_START) or _SCHEMA_START.startswith(raw)):
         return False
     try:
         text = codecs.getincrementaldecoder("utf-8")().decode(raw)  # keeps back a cut character
@@ -401,6 +405,3 @@ def _resumes(raw: bytes, following: bytes | None) -> bool:
         return True
     data, problem = parse_line(following)
     return problem is None and isinstance(data, dict) and data.get("seq") == 0 and data.get("prev") == GENESIS
-
-
-_RECORD_START = b'{"schema":'

@@ -23,13 +23,16 @@ HEAVY = (
 )
 
 
+def python_prints(code: str, *args: str) -> str:
+    """What a fresh interpreter running ``code`` prints (nothing imported here leaks into it)."""
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
 @pytest.mark.parametrize("module", ["cert_core", "cert_core.measure", "pytest_cert", "pytest_cert.plugin"])
 def test_import_loads_no_heavy_dependency(module: str) -> None:
     code = f"import sys, {module}; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert loaded == ""
+    assert python_prints(code) == ""
 
 
 def test_plain_tracing_loads_no_heavy_dependency(tmp_path: object) -> None:
@@ -39,10 +42,7 @@ def test_plain_tracing_loads_no_heavy_dependency(tmp_path: object) -> None:
         "f(1)\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code, f"{tmp_path}/t.jsonl"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert out == ""
+    assert python_prints(code, f"{tmp_path}/t.jsonl") == ""
 
 
 def test_cert_core_never_imports_pytest() -> None:
@@ -51,10 +51,7 @@ def test_cert_core_never_imports_pytest() -> None:
         "cert_core.price_call('openai', 'gpt-4o', {'input_tokens': 1})\n"
         "print('pytest' in sys.modules, '_pytest' in sys.modules)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert out == "False False"
+    assert python_prints(code) == "False False"
 
 
 def test_no_module_of_cert_core_imports_pytest() -> None:
@@ -65,10 +62,7 @@ def test_no_module_of_cert_core_imports_pytest() -> None:
         "    importlib.import_module(info.name)\n"
         "print('pytest' in sys.modules, '_pytest' in sys.modules)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert out == "False False"
+    assert python_prints(code) == "False False"
     sources = Path(cert_core.__file__).parent.rglob("*.py")
     importing = [
         f"{path.name}:{node.lineno}"
