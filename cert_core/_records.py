@@ -142,7 +142,9 @@ TraceId = Annotated[str, msgspec.Meta(min_length=32, max_length=32)]
 SpanId = Annotated[str, msgspec.Meta(min_length=16, max_length=16)]
 Timestamp = Annotated[str, msgspec.Meta(min_length=27, max_length=27)]
 Hash = Annotated[str, msgspec.Meta(min_length=64, max_length=64)]
-Count = Annotated[int, msgspec.Meta(ge=0)]
+# At most a signed 64-bit integer: what databases, numpy and other tools can hold.
+MAX_COUNT = 2**63 - 1
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
 Millis = Annotated[float, msgspec.Meta(ge=0)]
 Usd = Annotated[float, msgspec.Meta(ge=0)]
 
@@ -538,17 +540,23 @@ def from_legacy(data: Mapping[str, Any]) -> TraceRecord:
         counts = {}
         for legacy_key, key in (("prompt", "input_tokens"), ("completion", "output_tokens")):
             count = tokens.get(legacy_key, 0)
-            if type(count) is not int or count < 0:
+            if type(count) is not int or not 0 <= count <= MAX_COUNT:
                 raise RecordError(
-                    f"metadata.tokens.{legacy_key}", f"must be an integer >= 0, got {_short(count)}"
+                    f"metadata.tokens.{legacy_key}",
+                    f"must be an integer from 0 to {MAX_COUNT}, got {_short(count)}",
                 )
             counts[key] = count
         usage = Usage(**counts)
     platform = _legacy_field(data, "platform", (str,))
     model = _legacy_field(data, "model", (str,))
     cost = _legacy_field(data, "cost", (int, float))
-    if cost is not None and cost < 0:
-        raise RecordError("cost", f"must be >= 0, got {cost!r}")
+    if cost is not None:
+        if cost < 0:
+            raise RecordError("cost", f"must be >= 0, got {_short(cost)}")
+        try:
+            cost = float(cost)
+        except OverflowError:  # an int too large for a float
+            raise RecordError("cost", f"must be a number of USD, got {_short(cost)}") from None
     confidence = _legacy_field(data, "confidence", (int, float))
     if confidence is not None and not 0 <= confidence <= 1:
         raise RecordError("confidence", f"must be between 0 and 1, got {confidence!r}")
@@ -579,7 +587,7 @@ def from_legacy(data: Mapping[str, Any]) -> TraceRecord:
         output=data.get("output_data"),
         reference=data.get("context"),
         usage=usage,
-        cost_usd=float(cost) if cost is not None else None,
+        cost_usd=cost,
         price_source="legacy CERT log" if cost is not None else None,
         price_error=None if cost is not None or kind != "llm" else "legacy CERT log carried no cost",
         evaluation={"confidence": float(confidence)} if confidence is not None else None,

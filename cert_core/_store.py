@@ -105,7 +105,8 @@ class TraceWriter:
     ``max_bytes`` turns on size-based rotation: when the file would grow past it, the file is
     renamed to ``<stem>.000001<suffix>`` (the next free number) and a new one started; the chain
     simply continues in the new file. Rotation between processes is coordinated with a lock file
-    (``<path>.lock``, POSIX only).
+    (``<path>.lock``, POSIX only), held from the size check to the end of the write, so a file
+    outgrows ``max_bytes`` only by a single flush larger than ``max_bytes`` itself.
     """
 
     #: A writer takes records after the call that made them returned (cert_core's recording
@@ -315,13 +316,16 @@ class TraceWriter:
         try:
             if self._fd is None:
                 self._fd = self._open()
-            if self.max_bytes is not None:
-                self._maybe_rotate(len(data))  # follows a file replaced by another process, too
-            else:
-                self._follow_path()
-            view = memoryview(data)
-            while done < len(data):
-                done += os.write(self._fd, view[done:])
+            # With rotation, the size check and the write are one step between processes (else
+            # two could each find room for their flush and together outgrow max_bytes).
+            with _NO_LOCK if self.max_bytes is None else _rotation_lock(self.path):
+                if self.max_bytes is not None:
+                    self._maybe_rotate(len(data))  # follows a file replaced by another process, too
+                else:
+                    self._follow_path()
+                view = memoryview(data)
+                while done < len(data):
+                    done += os.write(self._fd, view[done:])
             if self.fsync is not FsyncPolicy.NEVER:
                 os.fsync(self._fd)
         except OSError as exc:
@@ -357,18 +361,18 @@ class TraceWriter:
         del kept[:index]
 
     def _maybe_rotate(self, incoming: int) -> None:
+        """Archive the file if ``incoming`` bytes would take it past ``max_bytes`` (rotation lock held)."""
         assert self._fd is not None
         assert self.max_bytes is not None
-        with _rotation_lock(self.path):
-            on_disk = self._on_disk()
-            if on_disk is None:  # another process rotated the file: follow it to the new one
-                self._reopen()
-                assert self._fd is not None
-                on_disk = os.fstat(self._fd)
-            if on_disk.st_size and on_disk.st_size + incoming > self.max_bytes:
-                self.path.rename(_next_archive(self.path))
-                self._reopen()
-                self._stats.rotations += 1
+        on_disk = self._on_disk()
+        if on_disk is None:  # another process rotated the file: follow it to the new one
+            self._reopen()
+            assert self._fd is not None
+            on_disk = os.fstat(self._fd)
+        if on_disk.st_size and on_disk.st_size + incoming > self.max_bytes:
+            self.path.rename(_next_archive(self.path))
+            self._reopen()
+            self._stats.rotations += 1
 
     def _on_disk(self) -> os.stat_result | None:
         """The file at the path, or ``None`` when it is gone or is not the one held open."""
@@ -405,6 +409,9 @@ class TraceWriter:
         self._queued_bytes = 0
         self._unwritten = []  # _torn stays: the file may end in part of a parent's line
         self._new_chain()
+
+
+_NO_LOCK = contextlib.nullcontext()
 
 
 @contextlib.contextmanager

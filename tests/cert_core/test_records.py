@@ -124,6 +124,8 @@ BAD_FIELDS = [
     ("stream", "yes", "stream"),
     ("uncertainty", {"tokens": 3}, "uncertainty.mean_logprob"),
     ("seq", -1, "seq"),
+    ("seq", 2**63, "seq"),  # past a signed 64-bit integer, which other tools cannot hold
+    ("usage", {"output_tokens": 2**64}, "usage.output_tokens"),
     ("prev", "f" * 63, "prev"),
     ("surprise", 1, "surprise"),
 ]
@@ -209,6 +211,8 @@ def test_legacy_cert_record_is_converted(trace_schema: dict[str, Any]) -> None:
         ({"confidence": 7}, "confidence"),
         ({"metadata": {"latency_ms": 1e300}}, "metadata.latency_ms"),
         ({"metadata": {"latency_ms": 10**400}}, "metadata.latency_ms"),
+        ({"cost": 10**400}, "cost"),  # too large for a float
+        ({"metadata": {"tokens": {"completion": 2**63}}}, "metadata.tokens.completion"),
         ({"timestamp": "9999-12-31T23:59:59.999999", "metadata": {"latency_ms": 5}}, "metadata.latency_ms"),
     ],
 )
@@ -365,6 +369,7 @@ def _line(**changes: Any) -> dict[str, Any]:
         pytest.param(_line(trace_id="A" * 32), id="upper-case-id"),
         pytest.param(_line(kind="tool"), id="unknown-kind"),
         pytest.param(_line(extra=1), id="unknown-field"),
+        pytest.param(_line(seq=2**63), id="seq-past-64-bits"),
     ],
 )
 def test_schema_and_reader_reject_the_same_lines(
