@@ -11,6 +11,10 @@ figures of issue 2 on its last line:
 * ``trace_overhead_capture_us``: the same with argument and return-value capture on;
 * ``price_call_us``: median time of ``price_call`` for an already-seen model.
 
+Every figure is the best of ``--rounds`` rounds (timeit's convention: the machine is shared, and
+the least disturbed round shows what the code costs). The per-call figures are each a round's
+median over batches; the table's notes give the median and slowest round as well.
+
 Above the JSON it prints a host reference: the time of a fixed workload that does not use
 cert_core, to tell a slow machine from slow code when comparing runs.
 
@@ -114,13 +118,17 @@ def batch_us(fn: Callable[[], object], batch: int) -> float:
     return (time.perf_counter_ns() - t0) / batch / 1000
 
 
-def median_call_us(fn: Callable[[], object], *, batch: int = 2000, repeats: int = 51) -> float:
+def median_call_us(fn: Callable[[], object], *, batch: int = 2000, repeats: int = 21) -> float:
     """Median over ``repeats`` batches of the mean time per call."""
     return statistics.median(batch_us(fn, batch) for _ in range(repeats))
 
 
+#: The per-call figures, each measured once a round (the median of its batches).
+PER_CALL = ("trace_overhead_us", "trace_overhead_capture_us", "price_call_us")
+
+
 def median_extra_us(
-    fn: Callable[[], object], base: Callable[[], object], *, batch: int = 2000, repeats: int = 101
+    fn: Callable[[], object], base: Callable[[], object], *, batch: int = 2000, repeats: int = 41
 ) -> float:
     """Median extra time per call of ``fn`` over ``base``: batches of the two alternate, so load
     from elsewhere on the machine hits both alike, and the median of the pairwise differences
@@ -211,10 +219,26 @@ def main() -> None:
     records = [typical_record(i) for i in range(args.records)]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        (root / "traced").mkdir()
+        sink = root / "traced" / "traced.jsonl"
+
+        def plain(x: int = 1) -> int:
+            return x
+
+        traced_off = cert_core.trace(log_path=sink, capture=False)(plain)
+        traced_on = cert_core.trace(log_path=sink, capture=True)(plain)
+        for fn in (plain, traced_off, traced_on):  # warm up: writer creation, caches
+            for _ in range(1000):
+                fn()
+        usage = {"input_tokens": 1200, "output_tokens": 300, "cache_read_input_tokens": 200}
+        cert_core.price_call("openai", "gpt-4o", usage)
+
         # Best of --rounds runs: this machine is shared, and the best run is the one least
-        # disturbed by other load (timeit's convention).
+        # disturbed by other load (timeit's convention). The per-call figures are measured in
+        # every round too, so each round's median is taken at a different moment of the machine.
         single = eight = 0.0
         read_rates: list[float] = []
+        per_call: dict[str, list[float]] = {key: [] for key in PER_CALL}
         for round_ in range(args.rounds):
             for path in root.glob("*.jsonl"):
                 path.unlink()
@@ -226,25 +250,16 @@ def main() -> None:
                 rate, read_count = bench_read(root / "single.jsonl")
                 assert read_count == args.records, (round_, read_count)
                 read_rates.append(rate)
+            per_call["trace_overhead_us"].append(median_extra_us(traced_off, plain))
+            per_call["trace_overhead_capture_us"].append(
+                median_extra_us(lambda: traced_on(42), lambda: plain(42))
+            )
+            per_call["price_call_us"].append(
+                median_call_us(lambda: cert_core.price_call("openai", "gpt-4o", usage), batch=5000)
+            )
         read_rate = max(read_rates)
         line_bytes = (root / "single.jsonl").stat().st_size // args.records
-
-        sink = root / "traced.jsonl"
-
-        def plain(x: int = 1) -> int:
-            return x
-
-        traced_off = cert_core.trace(log_path=sink, capture=False)(plain)
-        traced_on = cert_core.trace(log_path=sink, capture=True)(plain)
-        for fn in (plain, traced_off, traced_on):  # warm up: writer creation, caches
-            for _ in range(1000):
-                fn()
-        overhead = median_extra_us(traced_off, plain)
-        overhead_capture = median_extra_us(lambda: traced_on(42), lambda: plain(42))
-
-        usage = {"input_tokens": 1200, "output_tokens": 300, "cache_read_input_tokens": 200}
-        cert_core.price_call("openai", "gpt-4o", usage)
-        price_us = median_call_us(lambda: cert_core.price_call("openai", "gpt-4o", usage), batch=5000)
+        overhead, overhead_capture, price_us = (min(per_call[key]) for key in PER_CALL)
 
     reference = (reference_before + host_reference_ms()) / 2
     figures = {
@@ -276,6 +291,11 @@ def main() -> None:
         f"reads: best of {len(read_rates)}; median {statistics.median(read_rates):,.0f}, "
         f"slowest {min(read_rates):,.0f} records/s"
     )
+    for key, values in per_call.items():
+        print(
+            f"{key}: best of {len(values)} rounds' medians; median round {statistics.median(values):.2f}, "
+            f"slowest {max(values):.2f} us"
+        )
     print(f"host reference: {reference:.2f} ms (a fixed pure-Python workload, mean of before and after;")
     print("  lower is a faster machine: compare runs made at different times by it)")
     print(json.dumps(figures))
