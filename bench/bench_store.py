@@ -12,8 +12,10 @@ figures of issue 2 on its last line:
 * ``price_call_us``: median time of ``price_call`` for an already-seen model.
 
 Every figure is the best of ``--rounds`` rounds (timeit's convention: the machine is shared, and
-the least disturbed round shows what the code costs). The per-call figures are each a round's
-median over batches; the table's notes give the median and slowest round as well.
+the least disturbed round shows what the code costs). In each round, an overhead is the median
+of 41 pairs of batches of 2,000 calls (traced minus plain, the two alternating), and
+``price_call_us`` the median of 21 batches of 5,000 calls. The notes under the table give the
+median and slowest read and round as well.
 
 Above the JSON it prints a host reference: the time of a fixed workload that does not use
 cert_core, to tell a slow machine from slow code when comparing runs.
@@ -206,9 +208,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000, help="Records per write run (default 100000)")
-    parser.add_argument(
-        "--rounds", type=int, default=5, help="Runs of each throughput figure; the best counts"
-    )
+    parser.add_argument("--rounds", type=int, default=5, help="Rounds of every figure; the best round counts")
     parser.add_argument("--instructions", action="store_true", help="count instructions under valgrind")
     args = parser.parse_args()
     if args.instructions:
@@ -257,6 +257,7 @@ def main() -> None:
             per_call["price_call_us"].append(
                 median_call_us(lambda: cert_core.price_call("openai", "gpt-4o", usage), batch=5000)
             )
+            sink.unlink(missing_ok=True)  # ~160,000 records a round; the writer starts a new file
         read_rate = max(read_rates)
         line_bytes = (root / "single.jsonl").stat().st_size // args.records
         overhead, overhead_capture, price_us = (min(per_call[key]) for key in PER_CALL)

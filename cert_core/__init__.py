@@ -35,6 +35,7 @@ from ._recording import (
 )
 from ._records import (
     LEGACY_SCHEMA,
+    MAX_COUNT,
     SCHEMA,
     CallError,
     RecordError,
@@ -76,6 +77,7 @@ __all__ = [
     "DEFAULT_LOG_PATH",
     "GENESIS",
     "LEGACY_SCHEMA",
+    "MAX_COUNT",
     "SCHEMA",
     "CallError",
     "CallPrice",

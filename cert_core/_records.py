@@ -24,6 +24,7 @@ from .uncertainty import Uncertainty
 
 __all__ = [
     "LEGACY_SCHEMA",
+    "MAX_COUNT",
     "SCHEMA",
     "CallError",
     "RecordError",
@@ -142,7 +143,8 @@ TraceId = Annotated[str, msgspec.Meta(min_length=32, max_length=32)]
 SpanId = Annotated[str, msgspec.Meta(min_length=16, max_length=16)]
 Timestamp = Annotated[str, msgspec.Meta(min_length=27, max_length=27)]
 Hash = Annotated[str, msgspec.Meta(min_length=64, max_length=64)]
-# At most a signed 64-bit integer: what databases, numpy and other tools can hold.
+#: The largest token count or ``seq`` a record may hold: a signed 64-bit integer, what
+#: databases, numpy and other tools can hold.
 MAX_COUNT = 2**63 - 1
 Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
 Millis = Annotated[float, msgspec.Meta(ge=0)]
@@ -556,7 +558,7 @@ def from_legacy(data: Mapping[str, Any]) -> TraceRecord:
         try:
             cost = float(cost)
         except OverflowError:  # an int too large for a float
-            raise RecordError("cost", f"must be a number of USD, got {_short(cost)}") from None
+            raise RecordError("cost", f"too large for a float: {_short(cost)}") from None
     confidence = _legacy_field(data, "confidence", (int, float))
     if confidence is not None and not 0 <= confidence <= 1:
         raise RecordError("confidence", f"must be between 0 and 1, got {confidence!r}")

@@ -35,6 +35,7 @@ from typing import Any
 
 import msgspec
 
+from ._records import MAX_COUNT
 from ._store import _SCHEMA_START, GENESIS, TraceSourceError, iter_lines, parse_line, trace_files
 
 __all__ = ["ChainHead", "Finding", "VerifyReport", "verify_traces"]
@@ -367,7 +368,13 @@ def _check_line(
             "unchained", location, "record carries no chain fields (chain, seq, prev); it was inserted"
         )
         return
-    if not isinstance(chain, str) or type(seq) is not int or seq < 0 or not isinstance(prev, str):
+    if (
+        not isinstance(chain, str)
+        or not isinstance(seq, int)
+        or isinstance(seq, bool)
+        or not 0 <= seq <= MAX_COUNT
+        or not isinstance(prev, str)
+    ):
         verifier._find(
             "damaged", location, f"chain fields malformed: chain={chain!r} seq={seq!r} prev={prev!r}"
         )

@@ -14,6 +14,7 @@ xdist; only the controller writes the evidence folder.
 from __future__ import annotations
 
 import gc
+import math
 import os
 import re
 import time
@@ -1290,6 +1291,13 @@ def _junit_properties(result: dict[str, Any]) -> list[tuple[str, object]]:
 _OPERATIONS = ("chat", "text_completion", "embeddings", "responses")
 
 
+def _finite_non_negative(number: float) -> bool:
+    try:
+        return 0 <= float(number) < math.inf
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 def _build_record(
     *,
     provider: str | None,
@@ -1311,13 +1319,21 @@ def _build_record(
             f"cert_trace.record(): operation={operation!r}; expected one of {', '.join(_OPERATIONS)}"
         )
     for key, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise ValueError(f"cert_trace.record(): {key}={value!r}; expected an integer >= 0")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= cert_core.MAX_COUNT
+        ):
+            raise ValueError(
+                f"cert_trace.record(): {key}={value!r}; expected an integer from 0 to {cert_core.MAX_COUNT}"
+            )
     for key, number in (("cost_usd", cost_usd), ("latency_ms", latency_ms)):
         if number is not None and (
-            isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0
+            isinstance(number, bool)
+            or not isinstance(number, (int, float))
+            or not _finite_non_negative(number)
         ):
-            raise ValueError(f"cert_trace.record(): {key}={number!r}; expected a number >= 0")
+            raise ValueError(f"cert_trace.record(): {key}={number!r}; expected a finite number >= 0")
+    if cost_usd is not None:
+        cost_usd = float(cost_usd)  # an int would be written as a JSON integer of any size
     usage = None
     if input_tokens is not None or output_tokens is not None:
         usage = cert_core.Usage(input_tokens=input_tokens or 0, output_tokens=output_tokens or 0)

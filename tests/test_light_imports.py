@@ -91,6 +91,7 @@ def test_public_api_is_pinned() -> None:
             "InstrumentationStats",
             "GENESIS",
             "LEGACY_SCHEMA",
+            "MAX_COUNT",
             "PriceConfigError",
             "PriceOverride",
             "RecordError",

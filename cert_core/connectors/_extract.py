@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from .._records import CallError, Usage
+from .._records import MAX_COUNT, CallError, Usage
 from ._call import StreamState, TokenLogprobs
 
 _ANY = msgspec.json.Decoder()
@@ -41,7 +41,7 @@ def _get(obj: Any, *path: str) -> Any:
 
 
 def _count(value: Any) -> int:
-    return value if type(value) is int and value >= 0 else 0
+    return value if type(value) is int and 0 <= value <= MAX_COUNT else 0
 
 
 def _openai_usage(usage: Any) -> Usage | None:
@@ -433,7 +433,7 @@ def _anthropic_usage(usage: Any, previous: Usage | None = None) -> Usage | None:
 
     def pick(name: str, old: int) -> int:
         value = _get(usage, name)
-        return value if type(value) is int and value >= 0 else old
+        return value if type(value) is int and 0 <= value <= MAX_COUNT else old
 
     cached_before = base.cache_read_input_tokens + base.cache_creation_input_tokens
     uncached = pick("input_tokens", base.input_tokens - cached_before)
@@ -441,7 +441,7 @@ def _anthropic_usage(usage: Any, previous: Usage | None = None) -> Usage | None:
     cache_write = pick("cache_creation_input_tokens", base.cache_creation_input_tokens)
     # Anthropic's input_tokens leaves the cache out; ours counts every input token.
     return Usage(
-        input_tokens=max(0, uncached) + cache_read + cache_write,
+        input_tokens=min(max(0, uncached) + cache_read + cache_write, MAX_COUNT),
         output_tokens=pick("output_tokens", base.output_tokens),
         cache_read_input_tokens=cache_read,
         cache_creation_input_tokens=cache_write,

@@ -227,6 +227,18 @@ def test_damaged_line_is_reported(log: Path) -> None:
     assert report.exit_code == 1
 
 
+def test_a_seq_past_64_bits_is_damage_as_the_reader_refuses_it(log: Path) -> None:
+    lines = lines_of(log)
+    lines[2] = lines[2].replace(b'"seq":2,', b'"seq":%d,' % (cert_core.MAX_COUNT + 1))
+    rewrite(log, lines)
+    report = verify_traces(log)
+    # The line is not a link: the chain misses its seq 2 (as for any damaged line).
+    found = [(f.kind, f.location) for f in report.findings]
+    assert found == [("damaged", f"{log}:3"), ("deleted", f"{log}:4")]
+    assert "seq=9223372036854775808" in report.findings[0].message
+    assert report.exit_code == 1
+
+
 def test_two_writers_interleaved_in_one_file_verify(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     a, b = TraceWriter(path, buffer_bytes=0), TraceWriter(path, buffer_bytes=0)

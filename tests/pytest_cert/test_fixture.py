@@ -194,8 +194,14 @@ def test_record_adds_calls_made_by_other_means(project: pytest.Pytester, evidenc
             assert cert_trace.latency_ms == 250
 
         def test_bad_values(cert_trace):
-            with pytest.raises(ValueError, match="input_tokens=-1; expected an integer >= 0"):
+            with pytest.raises(ValueError, match="input_tokens=-1; expected an integer from 0 to 92233"):
                 cert_trace.record(provider="x", model="y", input_tokens=-1)
+            with pytest.raises(ValueError, match="output_tokens=18446744073709551616; expected an integer"):
+                cert_trace.record(provider="x", model="y", output_tokens=2**64)
+            with pytest.raises(ValueError, match="cost_usd=nan; expected a finite number >= 0"):
+                cert_trace.record(provider="x", model="y", cost_usd=float("nan"))
+            with pytest.raises(ValueError, match="latency_ms=1000000000.*; expected a finite number >= 0"):
+                cert_trace.record(provider="x", model="y", latency_ms=10**400)
             with pytest.raises(ValueError, match="operation='chatty'"):
                 cert_trace.record(provider="x", model="y", operation="chatty")
             with pytest.raises(TypeError, match="takes a TraceRecord"):

@@ -137,6 +137,31 @@ def test_cache_tokens_repeated_in_message_delta_are_not_counted_twice(records: C
     assert record.cost_usd == pytest.approx(cost(100, 50, cache_read=3000, cache_write=2000))
 
 
+def test_counts_past_64_bits_never_make_a_record_the_reader_refuses(
+    records: Collected, tmp_path: Path
+) -> None:
+    # A count past MAX_COUNT is not taken (as a negative one is not), and a sum of counts the
+    # reader accepts one by one is held at MAX_COUNT.
+    fake = FakeLLM().anthropic(
+        ANSWER,
+        input_tokens=2**64,
+        output_tokens=2**63,
+        cache_creation_input_tokens=2**62,
+        cache_read_input_tokens=2**62,
+    )
+    create(fake, "sync")
+    record = records.one()
+    assert record.usage == cert_core.Usage(
+        input_tokens=cert_core.MAX_COUNT,
+        output_tokens=0,
+        cache_read_input_tokens=2**62,
+        cache_creation_input_tokens=2**62,
+    )
+    with cert_core.TraceWriter(tmp_path / "t.jsonl") as writer:
+        writer.write(record)
+    assert [back.usage for back in cert_core.read_traces(tmp_path / "t.jsonl")] == [record.usage]
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_stream_true_gives_the_same_record_as_a_complete_response(records: Collected, mode: str) -> None:
     fake = FakeLLM().anthropic(ANSWER, input_tokens=14, output_tokens=9)
