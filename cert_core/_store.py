@@ -419,12 +419,26 @@ def _rotation_lock(path: Path) -> Iterator[None]:
     if not _HAS_FCNTL:  # pragma: no cover
         yield
         return
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    lock_path = f"{path}.lock"
+    held: set[str] = _rotation_locks_held.__dict__.setdefault("paths", set())
+    if lock_path in held:
+        # Already this thread's: a finaliser or signal handler flushing another writer of the same
+        # file inside our write. A second flock, on a new descriptor, would wait for us forever.
+        yield
+        return
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        held.add(lock_path)
+        try:
+            yield
+        finally:
+            held.discard(lock_path)
     finally:
         os.close(fd)
+
+
+_rotation_locks_held = threading.local()  # lock files whose flock this thread holds
 
 
 def _next_archive(path: Path) -> Path:

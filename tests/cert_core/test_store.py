@@ -525,6 +525,29 @@ def test_rotation_keeps_the_chain_across_files(tmp_path: Path) -> None:
     assert "verify the earlier files too" in alone.findings[0].message
 
 
+def test_a_flush_inside_a_rotating_write_of_the_same_file_does_not_wait_for_itself(tmp_path: Path) -> None:
+    """A garbage-collected writer or a signal handler can flush another writer of the same file
+    on the thread that holds the rotation lock; a second flock there would wait forever."""
+    path = tmp_path / "t.jsonl"
+    first = TraceWriter(path, buffer_bytes=0, max_bytes=100_000)
+    second = TraceWriter(path, buffer_bytes=1 << 20, max_bytes=100_000)
+    second.write(make_record(0))
+    rotate = first._maybe_rotate
+
+    def flush_the_other_first(incoming: int) -> None:  # what a finaliser run here would do
+        second.flush()
+        rotate(incoming)
+
+    first._maybe_rotate = flush_the_other_first  # type: ignore[method-assign]
+    worker = threading.Thread(target=first.write, args=(make_record(1),), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "the flush waited for a lock its own thread holds"
+    first.close()
+    second.close()
+    assert sorted(r.output for r in read_traces(path)) == ["answer 0", "answer 1"]
+
+
 def test_processes_rotating_one_file_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     code = WRITER_PROCESS.replace("buffer_bytes=2048", "buffer_bytes=2048, max_bytes=50_000")
