@@ -450,10 +450,7 @@ class _Tracer:
         writer = self._writer
         if writer is None or writer._closed:
             writer = self._own_writer()
-        if writer is None or _pending or _context_recorders.get() or _global_recorders:
-            record_call(record, writer=writer)
-        else:  # record_call's common case, without its two calls: a decorated function runs often
-            writer.write(record)
+        record_call(record, writer=writer)
 
     def _wrap_sync(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
         capture, emit = self.capture, self._emit

@@ -420,7 +420,7 @@ def _rotation_lock(path: Path) -> Iterator[None]:
         yield
         return
     lock_path = f"{path}.lock"
-    held: set[str] = _rotation_locks_held.__dict__.setdefault("paths", set())
+    held = _rotation_locks_held.paths
     if lock_path in held:
         # Already this thread's: a finaliser or signal handler flushing another writer of the same
         # file inside our write. A second flock, on a new descriptor, would wait for us forever.
@@ -438,7 +438,12 @@ def _rotation_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-_rotation_locks_held = threading.local()  # lock files whose flock this thread holds
+class _HeldLocks(threading.local):
+    def __init__(self) -> None:
+        self.paths: set[str] = set()  # lock files whose flock this thread holds
+
+
+_rotation_locks_held = _HeldLocks()
 
 
 def _next_archive(path: Path) -> Path:
@@ -576,7 +581,7 @@ def trace_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
         elif any(c in str(item) for c in "*?["):
             # glob.glob, not Path.glob: users pass absolute patterns too
             found_paths = glob.glob(str(item), recursive=True)  # noqa: PTH207
-            matched = sorted((Path(p) for p in found_paths if Path(p).is_file()), key=_natural_order)
+            matched = sorted((p for p in map(Path, found_paths) if p.is_file()), key=_natural_order)
             if not matched:
                 raise TraceSourceError(f"{item}: no file matches this pattern")
             files.extend(matched)

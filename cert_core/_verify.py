@@ -370,10 +370,9 @@ def _check_line(
         return
     if (
         not isinstance(chain, str)
-        or not isinstance(seq, int)
-        or isinstance(seq, bool)
-        or not 0 <= seq <= MAX_COUNT
         or not isinstance(prev, str)
+        or type(seq) is not int
+        or not 0 <= seq <= MAX_COUNT
     ):
         verifier._find(
             "damaged", location, f"chain fields malformed: chain={chain!r} seq={seq!r} prev={prev!r}"

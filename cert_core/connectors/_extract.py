@@ -40,8 +40,9 @@ def _get(obj: Any, *path: str) -> Any:
     return obj
 
 
-def _count(value: Any) -> int:
-    return value if type(value) is int and 0 <= value <= MAX_COUNT else 0
+def _count(value: Any, default: int = 0) -> int:
+    """A token count from a response, or ``default`` where it is not one a record may hold."""
+    return value if type(value) is int and 0 <= value <= MAX_COUNT else default
 
 
 def _openai_usage(usage: Any) -> Usage | None:
@@ -432,8 +433,7 @@ def _anthropic_usage(usage: Any, previous: Usage | None = None) -> Usage | None:
     base = previous or Usage()
 
     def pick(name: str, old: int) -> int:
-        value = _get(usage, name)
-        return value if type(value) is int and 0 <= value <= MAX_COUNT else old
+        return _count(_get(usage, name), old)
 
     cached_before = base.cache_read_input_tokens + base.cache_creation_input_tokens
     uncached = pick("input_tokens", base.input_tokens - cached_before)

@@ -140,6 +140,22 @@ def test_disk_full_keeps_records_for_retry_then_counts_them(tmp_path: Path) -> N
     assert writer.stats.dropped == 1
 
 
+def cut_once(monkeypatch: pytest.MonkeyPatch, at: Callable[[bytes], int]) -> list[int]:
+    """The next flush's write goes out up to ``at(data)`` bytes, then the disk is full."""
+    real_write, calls = os.write, []
+
+    def disk_fills(fd: int, data: Any) -> int:
+        if not calls:
+            calls.append(fd)
+            offset = at(bytes(data))
+            if offset:
+                return real_write(fd, data[:offset])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_fills)
+    return calls
+
+
 @pytest.mark.parametrize(
     "cut",
     [
@@ -161,28 +177,22 @@ def test_a_write_cut_short_is_resumed_without_repeating_lines(
     writer = TraceWriter(path)
     for i in range(5):
         writer.write(make_record(i))
-    real_write, calls = os.write, []
 
-    def disk_fills(fd: int, data: Any) -> int:
-        if not calls:
-            calls.append(fd)
-            raw = bytes(data)
-            ends = [i + 1 for i, byte in enumerate(raw) if byte == ord("\n")]
-            number = raw.index(b'"duration_ms":', ends[1]) + len(b'"duration_ms":')
-            # after line 2 / within line 3 / line 3 without its newline / after line 3
-            offset = {
-                "nothing": 0,
-                "inside-a-line": ends[1] + 10,
-                "a-byte-into-a-line": ends[1] + 1,
-                "inside-a-number": raw.index(b".", number) + 1,  # "duration_ms":250.
-                "before-its-newline": ends[2] - 1,
-                "after-its-newline": ends[2],
-            }[cut]
-            if offset:
-                return real_write(fd, data[:offset])
-        raise OSError(28, "No space left on device")
+    def cut_at(raw: bytes) -> int:
+        ends = [i + 1 for i, byte in enumerate(raw) if byte == ord("\n")]
+        number = raw.index(b'"duration_ms":', ends[1]) + len(b'"duration_ms":')
+        # after line 2 / within line 3 / line 3 without its newline / after line 3
+        return {
+            "nothing": 0,
+            "inside-a-line": ends[1] + 10,
+            "a-byte-into-a-line": ends[1] + 1,
+            "inside-a-number": raw.index(b".", number) + 1,  # "duration_ms":250.
+            "before-its-newline": ends[2] - 1,
+            "after-its-newline": ends[2],
+        }[cut]
 
-    monkeypatch.setattr(os, "write", disk_fills)
+    real_write = os.write
+    cut_once(monkeypatch, cut_at)
     writer.flush()  # never raises
     monkeypatch.setattr(os, "write", real_write)
     assert writer.stats.errors == 1
@@ -202,22 +212,6 @@ def test_a_write_cut_short_is_resumed_without_repeating_lines(
     records = list(read_traces(path, strict=False, on_error=errors.append))
     assert [r.seq for r in records] == list(range(7))
     assert len(errors) == torn
-
-
-def cut_once(monkeypatch: pytest.MonkeyPatch, at: Callable[[bytes], int]) -> list[int]:
-    """The next flush's write goes out up to ``at(data)`` bytes, then the disk is full."""
-    real_write, calls = os.write, []
-
-    def disk_fills(fd: int, data: Any) -> int:
-        if not calls:
-            calls.append(fd)
-            offset = at(bytes(data))
-            if offset:
-                return real_write(fd, data[:offset])
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "write", disk_fills)
-    return calls
 
 
 def test_records_given_up_after_a_cut_never_merge_into_the_part_line(
