@@ -88,16 +88,22 @@ def cold_start(backend: str) -> float:
         "assert m.semantic is not None\n"
         "print(time.perf_counter() - t)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    return float(out.split()[-1])
+    return float(_output([sys.executable, "-c", code]).split()[-1])
 
 
 def run(backend: str, references: int, semantic: bool) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", "--backend", backend, "--references", str(references)]
     if semantic:
         cmd.append("--semantic")
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(_output(cmd).splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _output(cmd: list[str]) -> str:
+    """A worker's standard output; a failed worker stops the benchmark with its error."""
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"bench_measure: a worker failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return done.stdout
 
 
 def main() -> None:
